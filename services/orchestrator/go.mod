@@ -1,0 +1,3 @@
+module github.com/brainhq/brain/services/orchestrator
+
+go 1.26.8
