@@ -1,6 +1,6 @@
 module github.com/brainhq/brain/gen
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.33.0
