@@ -1,0 +1,286 @@
+package pgconn
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    Config
+		wantErr string // substring; "" means success
+	}{
+		{
+			name: "nothing set leaves defaults to PoolConfig",
+			env:  map[string]string{},
+			want: Config{},
+		},
+		{
+			name: "split variables",
+			env: map[string]string{
+				"POSTGRES_HOST": "db.internal", "POSTGRES_PORT": "6543", "POSTGRES_USER": "mem",
+				"POSTGRES_DB": "memdb", "POSTGRES_PASSWORD_FILE": "/run/secrets/pg", "POSTGRES_SSLMODE": "require",
+				"PG_CONNECT_TIMEOUT": "750ms", "PG_STATEMENT_TIMEOUT": "10s", "PG_MAX_CONNS": "4",
+			},
+			want: Config{
+				Host: "db.internal", Port: 6543, User: "mem", Database: "memdb", PasswordFile: "/run/secrets/pg",
+				SSLMode: "require", ConnectTimeout: 750 * time.Millisecond, StatementTimeout: 10 * time.Second, MaxConns: 4,
+				Vars: []string{"POSTGRES_HOST", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE", "POSTGRES_SSLMODE",
+					"POSTGRES_PORT", "PG_CONNECT_TIMEOUT", "PG_STATEMENT_TIMEOUT", "PG_MAX_CONNS"},
+			},
+		},
+		{
+			name: "URL with password file",
+			env:  map[string]string{"DATABASE_URL": "postgres://u@h/db", "POSTGRES_PASSWORD_FILE": "/pw"},
+			want: Config{URL: "postgres://u@h/db", PasswordFile: "/pw", Vars: []string{"DATABASE_URL", "POSTGRES_PASSWORD_FILE"}},
+		},
+		{
+			name:    "plain POSTGRES_PASSWORD refused",
+			env:     map[string]string{"POSTGRES_PASSWORD": "hunter2", "POSTGRES_HOST": "h"},
+			wantErr: "POSTGRES_PASSWORD is set: passwords are read from files only; put the password in a file and set POSTGRES_PASSWORD_FILE",
+		},
+		{
+			name:    "PGPASSWORD refused too",
+			env:     map[string]string{"PGPASSWORD": "hunter2"},
+			wantErr: "PGPASSWORD is set",
+		},
+		{
+			name:    "bad port",
+			env:     map[string]string{"POSTGRES_PORT": "70000"},
+			wantErr: "POSTGRES_PORT=\"70000\"",
+		},
+		{
+			name:    "bad durations and max conns are all reported",
+			env:     map[string]string{"PG_CONNECT_TIMEOUT": "2", "PG_STATEMENT_TIMEOUT": "-1s", "PG_MAX_CONNS": "0"},
+			wantErr: `PG_CONNECT_TIMEOUT="2": want a positive duration such as 2s or 500ms; PG_STATEMENT_TIMEOUT="-1s"`,
+		},
+		{
+			name:    "bad sslmode",
+			env:     map[string]string{"POSTGRES_SSLMODE": "on"},
+			wantErr: "POSTGRES_SSLMODE=\"on\"",
+		},
+		{
+			name:    "URL and split variables conflict",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db", "POSTGRES_HOST": "other"},
+			wantErr: "DATABASE_URL and POSTGRES_HOST are both set",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := FromEnv(env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("error leaks the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPoolConfig(t *testing.T) {
+	pwFile := writeFile(t, "s3cret pass\r\n")
+	tests := []struct {
+		name    string
+		cfg     Config
+		check   func(t *testing.T, got poolView)
+		wantErr string
+	}{
+		{
+			name: "defaults",
+			cfg:  Config{},
+			check: func(t *testing.T, got poolView) {
+				want := poolView{Host: "127.0.0.1", Port: 5432, User: "brain", Database: "brain", Password: "",
+					ConnectTimeout: 2 * time.Second, StatementTimeout: "5000", MaxConns: 16, MinConns: 0,
+					HealthCheck: 5 * time.Second, Lifetime: 30 * time.Minute, TLS: true, PlainFallback: true}
+				assertView(t, got, want)
+			},
+		},
+		{
+			name: "fields and password file",
+			cfg: Config{Host: "db", Port: 6000, User: "o'brien", Database: "my db", PasswordFile: pwFile, SSLMode: "disable",
+				ConnectTimeout: time.Second, StatementTimeout: 250 * time.Millisecond, MaxConns: 3, MinConns: 1,
+				HealthCheckPeriod: time.Second, MaxConnLifetime: time.Minute},
+			check: func(t *testing.T, got poolView) {
+				want := poolView{Host: "db", Port: 6000, User: "o'brien", Database: "my db", Password: "s3cret pass",
+					ConnectTimeout: time.Second, StatementTimeout: "250", MaxConns: 3, MinConns: 1,
+					HealthCheck: time.Second, Lifetime: time.Minute, TLS: false, PlainFallback: false}
+				assertView(t, got, want)
+			},
+		},
+		{
+			name: "URL parameters win over defaults",
+			cfg:  Config{URL: "postgres://u:p@h:1234/d?sslmode=require&connect_timeout=7&statement_timeout=900&pool_max_conns=5"},
+			check: func(t *testing.T, got poolView) {
+				want := poolView{Host: "h", Port: 1234, User: "u", Database: "d", Password: "p",
+					ConnectTimeout: 7 * time.Second, StatementTimeout: "900", MaxConns: 5, MinConns: 0,
+					HealthCheck: 5 * time.Second, Lifetime: 30 * time.Minute, TLS: true, PlainFallback: false}
+				assertView(t, got, want)
+			},
+		},
+		{
+			name: "explicit fields win over URL parameters",
+			cfg:  Config{URL: "postgres://u@h/d?sslmode=disable&connect_timeout=7&pool_max_conns=5", PasswordFile: pwFile, ConnectTimeout: 300 * time.Millisecond, MaxConns: 2},
+			check: func(t *testing.T, got poolView) {
+				want := poolView{Host: "h", Port: 5432, User: "u", Database: "d", Password: "s3cret pass",
+					ConnectTimeout: 300 * time.Millisecond, StatementTimeout: "5000", MaxConns: 2, MinConns: 0,
+					HealthCheck: 5 * time.Second, Lifetime: 30 * time.Minute}
+				assertView(t, got, want)
+			},
+		},
+		{
+			name: "unix socket host",
+			cfg:  Config{Host: "/var/run/postgresql", SSLMode: "disable"},
+			check: func(t *testing.T, got poolView) {
+				if got.Host != "/var/run/postgresql" || got.TLS {
+					t.Fatalf("host %q tls %v", got.Host, got.TLS)
+				}
+			},
+		},
+		{
+			name:    "missing password file",
+			cfg:     Config{PasswordFile: "/nonexistent/pw"},
+			wantErr: "read POSTGRES_PASSWORD_FILE /nonexistent/pw",
+		},
+		{
+			name:    "empty password file",
+			cfg:     Config{PasswordFile: writeFile(t, "\n")},
+			wantErr: "is empty",
+		},
+		{
+			name:    "URL password and password file conflict",
+			cfg:     Config{URL: "postgres://u:p@h/d", PasswordFile: pwFile},
+			wantErr: "DATABASE_URL contains a password and POSTGRES_PASSWORD_FILE is set",
+		},
+		{
+			name:    "unparsable URL does not echo its password",
+			cfg:     Config{URL: "postgres://u:topsecret@h:notaport/d"},
+			wantErr: "parse",
+		},
+		{
+			name:    "min above max",
+			cfg:     Config{MinConns: 5, MaxConns: 2},
+			wantErr: "MinConns 5 > MaxConns 2",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pc, err := tt.cfg.PoolConfig()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "topsecret") {
+					t.Fatalf("error leaks the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			cc := pc.ConnConfig
+			v := poolView{Host: cc.Host, Port: cc.Port, User: cc.User, Database: cc.Database, Password: cc.Password,
+				ConnectTimeout: cc.ConnectTimeout, StatementTimeout: cc.RuntimeParams["statement_timeout"],
+				MaxConns: pc.MaxConns, MinConns: pc.MinConns, HealthCheck: pc.HealthCheckPeriod, Lifetime: pc.MaxConnLifetime,
+				TLS: cc.TLSConfig != nil}
+			for _, fb := range cc.Fallbacks {
+				if fb.TLSConfig == nil {
+					v.PlainFallback = true
+				}
+			}
+			tt.check(t, v)
+		})
+	}
+}
+
+// poolView flattens the fields of a pgxpool.Config the tests compare.
+type poolView struct {
+	Host, User, Database, Password string
+	Port                           uint16
+	ConnectTimeout                 time.Duration
+	StatementTimeout               string
+	MaxConns, MinConns             int32
+	HealthCheck, Lifetime          time.Duration
+	TLS, PlainFallback             bool
+}
+
+func assertView(t *testing.T, got, want poolView) {
+	t.Helper()
+	if got != want {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestPasswordSourceAndRedacted(t *testing.T) {
+	tests := []struct {
+		cfg          Config
+		wantSource   string
+		wantRedacted string
+	}{
+		{Config{URL: "postgres://u:topsecret@h:5432/d?sslmode=disable"}, "DATABASE_URL", "postgres://u:xxxxx@h:5432/d?sslmode=disable"},
+		{Config{URL: "postgres://u@h/d"}, "none", "postgres://u@h/d"},
+		{Config{URL: "postgres://u@h/d", PasswordFile: "/run/secrets/pg"}, "POSTGRES_PASSWORD_FILE (/run/secrets/pg)", "postgres://u@h/d"},
+		{Config{URL: "host=h user=u password='top secret' dbname=d"}, "DATABASE_URL", "host=h user=u password=xxxxx dbname=d"},
+		{Config{URL: "host=h password=topsecret"}, "DATABASE_URL", "host=h password=xxxxx"},
+		{Config{Host: "db", PasswordFile: "/pw"}, "POSTGRES_PASSWORD_FILE (/pw)", "host=db port=5432 user=brain dbname=brain sslmode=prefer"},
+		{Config{}, "none", "host=127.0.0.1 port=5432 user=brain dbname=brain sslmode=prefer"},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.PasswordSource(); got != tt.wantSource {
+			t.Errorf("PasswordSource(%+v) = %q, want %q", tt.cfg, got, tt.wantSource)
+		}
+		got := tt.cfg.Redacted()
+		if got != tt.wantRedacted {
+			t.Errorf("Redacted(%+v) = %q, want %q", tt.cfg, got, tt.wantRedacted)
+		}
+		if strings.Contains(got, "topsecret") || strings.Contains(got, "top secret") {
+			t.Errorf("Redacted leaks the password: %q", got)
+		}
+	}
+}
+
+func TestSSLModeOrDefault(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "prefer"},
+		{Config{SSLMode: "require"}, "require"},
+		{Config{URL: "postgres://h/d?sslmode=verify-full"}, "verify-full"},
+		{Config{URL: "host=h sslmode=disable"}, "disable"},
+		{Config{URL: "postgres://h/d"}, "prefer"},
+	}
+	for _, tt := range tests {
+		if got := tt.cfg.SSLModeOrDefault(); got != tt.want {
+			t.Errorf("SSLModeOrDefault(%+v) = %q, want %q", tt.cfg, got, tt.want)
+		}
+	}
+}
