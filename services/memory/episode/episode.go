@@ -1,0 +1,62 @@
+// Package episode defines the domain type of the memory service: one
+// remembered event, its limits and defaults. It knows nothing of gRPC or SQL.
+package episode
+
+import "time"
+
+// Limits and defaults shared by the api (validation) and the store.
+const (
+	// MaxContentBytes bounds Episode.Content (UTF-8 bytes).
+	MaxContentBytes = 16 << 10
+	// MaxNamespaceBytes bounds Episode.Namespace; it must also be non-empty.
+	MaxNamespaceBytes = 128
+	// MaxSessionBytes bounds Episode.SessionID.
+	MaxSessionBytes = 128
+	// MaxMetadataEntries bounds len(Episode.Metadata).
+	MaxMetadataEntries = 32
+	// MaxMetadataKeyBytes bounds each metadata key.
+	MaxMetadataKeyBytes = 64
+	// MaxMetadataValueBytes bounds each metadata value.
+	MaxMetadataValueBytes = 1 << 10
+	// MaxQueryBytes bounds a recall query's text.
+	MaxQueryBytes = 4 << 10
+	// MaxBatch bounds the episodes of one write.
+	MaxBatch = 500
+	// DefaultLimit is the recall limit when none is given (Miller's seven).
+	DefaultLimit = 7
+	// MaxLimit bounds a recall limit.
+	MaxLimit = 100
+	// DefaultImportance is stored when the writer gives none.
+	DefaultImportance = 0.5
+	// DefaultPageSize is the ListEpisodes page size when none is given.
+	DefaultPageSize = 50
+	// MaxPageSize bounds a ListEpisodes page.
+	MaxPageSize = 1000
+	// MaxAccessIDs bounds the ids of one RecordAccess call.
+	MaxAccessIDs = 100
+)
+
+// Affect is the emotional colouring an episode's writer supplied:
+// valence -1..1, arousal 0..1, intensity 0..1.
+type Affect struct {
+	Valence, Arousal, Intensity float64
+}
+
+// Episode is one remembered event.
+type Episode struct {
+	// ID is the UUID in canonical text form; empty on write means "assign one".
+	ID        string
+	Namespace string
+	SessionID string
+	Content   string
+	// Importance is 0..1.
+	Importance float64
+	// CreatedAt is when the episode happened; zero on write means "now".
+	CreatedAt time.Time
+	Metadata  map[string]string
+	// Affect is nil when the writer gave none.
+	Affect *Affect
+	// AccessCount and LastAccessedAt are kept by the store; ignored on write.
+	AccessCount    int64
+	LastAccessedAt *time.Time
+}

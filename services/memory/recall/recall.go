@@ -1,0 +1,206 @@
+// Package recall turns a recall request into what the store needs to answer
+// it: the query's content terms, a safe OR tsquery, an escaped LIKE pattern,
+// and the scoring rules (weights, recency decay) that rank the results. It is
+// pure Go: the store runs the SQL and mirrors the formulas documented here.
+//
+// Ranking (MatchMode Ranked) scores every candidate episode as
+//
+//	total = w_rel·relevance + w_imp·importance + w_rec·recency
+//
+// where relevance is the episode's BM25 score for the query's terms divided
+// by the best score among the candidates (so the best match scores 1),
+// importance is the episode's own 0..1 value, and
+// recency = exp(-ln2 · age / halfLife), age = AsOf − CreatedAt clamped at 0.
+// The weights default to 0.6/0.2/0.2 and are normalised to sum 1; the
+// half-life defaults to 7 days.
+package recall
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brainhq/brain/services/memory/episode"
+)
+
+// MatchMode selects how a query matches content.
+type MatchMode int
+
+const (
+	// Ranked is full-text OR matching of the query's content words, ranked
+	// by relevance, importance and recency (the default).
+	Ranked MatchMode = iota
+	// Substring is the prototype's semantics: content contains the whole
+	// query, case-insensitively, with %, _ and \ taken literally; ordered by
+	// importance, then recency.
+	Substring
+)
+
+// String names the mode for logs and cache keys.
+func (m MatchMode) String() string {
+	switch m {
+	case Ranked:
+		return "ranked"
+	case Substring:
+		return "substring"
+	default:
+		return "mode(" + strconv.Itoa(int(m)) + ")"
+	}
+}
+
+// Default scoring parameters.
+const (
+	DefaultRelevanceWeight  = 0.6
+	DefaultImportanceWeight = 0.2
+	DefaultRecencyWeight    = 0.2
+	DefaultHalfLife         = 7 * 24 * time.Hour
+)
+
+// Weights weigh the parts of a ranked score. Negative weights count as 0;
+// all zero means the defaults (relevance 0.6, importance 0.2, recency 0.2).
+// Normalized scales them to sum 1.
+type Weights struct {
+	Relevance, Importance, Recency float64
+}
+
+// DefaultWeights returns the documented defaults.
+func DefaultWeights() Weights {
+	return Weights{DefaultRelevanceWeight, DefaultImportanceWeight, DefaultRecencyWeight}
+}
+
+// Normalized returns the weights clamped at 0 and scaled to sum 1, or the
+// defaults when they sum to 0 (or are not finite).
+func (w Weights) Normalized() Weights {
+	clamp := func(v float64) float64 {
+		if v > 0 && !math.IsInf(v, 1) {
+			return v
+		}
+		return 0
+	}
+	w = Weights{clamp(w.Relevance), clamp(w.Importance), clamp(w.Recency)}
+	sum := w.Relevance + w.Importance + w.Recency
+	if !(sum > 0) || math.IsInf(sum, 0) {
+		return DefaultWeights()
+	}
+	return Weights{w.Relevance / sum, w.Importance / sum, w.Recency / sum}
+}
+
+// Total is the weighted sum of the parts with w as given (normalise first).
+func (w Weights) Total(s Scores) float64 {
+	return w.Relevance*s.Relevance + w.Importance*s.Importance + w.Recency*s.Recency
+}
+
+// Recency is exp(-ln2·age/halfLife): 1 for age ≤ 0 (future episodes are
+// clamped), 0.5 at one half-life. A non-positive halfLife means the default.
+func Recency(age, halfLife time.Duration) float64 {
+	if halfLife <= 0 {
+		halfLife = DefaultHalfLife
+	}
+	if age <= 0 {
+		return 1
+	}
+	return math.Exp(-math.Ln2 * age.Seconds() / halfLife.Seconds())
+}
+
+// Query is one recall request, in domain terms.
+type Query struct {
+	Namespace string
+	Text      string
+	// SessionID, when set, restricts recall to one session.
+	SessionID string
+	// Limit is 1..episode.MaxLimit; 0 means episode.DefaultLimit.
+	Limit int
+	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound CreatedAt.
+	CreatedAfter, CreatedBefore *time.Time
+	// MinImportance, when set, keeps only episodes at least this important.
+	MinImportance *float64
+	Mode          MatchMode
+	// AsOf is the "now" of recency; zero means the store's clock.
+	AsOf    time.Time
+	Weights Weights
+	// HalfLife of recency; 0 means DefaultHalfLife.
+	HalfLife time.Duration
+}
+
+// Normalized returns q with defaults filled in: Limit (clamped to
+// 1..episode.MaxLimit), Weights (normalised) and HalfLife. AsOf is left as
+// given, because "now" is the store's to choose.
+func (q Query) Normalized() Query {
+	switch {
+	case q.Limit <= 0:
+		q.Limit = episode.DefaultLimit
+	case q.Limit > episode.MaxLimit:
+		q.Limit = episode.MaxLimit
+	}
+	q.Weights = q.Weights.Normalized()
+	if q.HalfLife <= 0 {
+		q.HalfLife = DefaultHalfLife
+	}
+	return q
+}
+
+// Filtered reports whether q restricts candidates beyond its namespace
+// (session, time range or minimum importance).
+func (q Query) Filtered() bool {
+	return q.SessionID != "" || q.CreatedAfter != nil || q.CreatedBefore != nil || q.MinImportance != nil
+}
+
+// Key is a canonical cache key of everything that changes q's answer: two
+// queries with equal keys get the same results from the same data. Ranked
+// queries are keyed by their content terms (so "The cats?" and "cats" share
+// a key); substring queries by their exact text. A zero AsOf is keyed as
+// "now", so such entries must only be served as a (degraded) stand-in.
+func (q Query) Key() string {
+	q = q.Normalized()
+	var b strings.Builder
+	field := func(name, value string) {
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(value))
+		b.WriteByte(';')
+	}
+	timeField := func(name string, t *time.Time) {
+		if t != nil {
+			field(name, t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	field("ns", q.Namespace)
+	field("mode", q.Mode.String())
+	if q.Mode == Substring {
+		field("text", q.Text)
+	} else {
+		terms := Terms(q.Text)
+		slices.Sort(terms)
+		field("terms", strings.Join(terms, " "))
+	}
+	field("session", q.SessionID)
+	field("limit", strconv.Itoa(q.Limit))
+	timeField("after", q.CreatedAfter)
+	timeField("before", q.CreatedBefore)
+	if q.MinImportance != nil {
+		field("minimp", strconv.FormatFloat(*q.MinImportance, 'g', -1, 64))
+	}
+	if q.AsOf.IsZero() {
+		field("asof", "now")
+	} else {
+		timeField("asof", &q.AsOf)
+	}
+	w := q.Weights
+	field("weights", fmt.Sprintf("%g/%g/%g", w.Relevance, w.Importance, w.Recency))
+	field("halflife", q.HalfLife.String())
+	return b.String()
+}
+
+// Scores explains a ranked score; each part is 0..1.
+type Scores struct {
+	Relevance, Importance, Recency, Total float64
+}
+
+// Result is one recalled episode with its scores.
+type Result struct {
+	Episode episode.Episode
+	Scores  Scores
+}
