@@ -373,4 +373,3 @@ func loadTLS(certFile, keyFile string) (credentials.TransportCredentials, creden
 	}
 	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), credentials.NewTLS(self), nil
 }
-
