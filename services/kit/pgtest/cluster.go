@@ -382,6 +382,10 @@ func (c *Cluster) Host() string { return "127.0.0.1" }
 // Dir is the cluster directory (data/, pwfile, server.log).
 func (c *Cluster) Dir() string { return c.dir }
 
+// SocketDir is the private unix socket directory (local connections there use
+// trust authentication).
+func (c *Cluster) SocketDir() string { return c.sockDir }
+
 // PasswordFile is the file holding the password of the "brain" superuser,
 // suitable for POSTGRES_PASSWORD_FILE.
 func (c *Cluster) PasswordFile() string { return filepath.Join(c.dir, "pwfile") }
