@@ -9,7 +9,7 @@
 # GOTOOLCHAIN=local, so an older toolchain fails instead of downloading one.
 ARG GO_VERSION=1.26.8
 
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /src
