@@ -133,7 +133,12 @@ func (c *Cluster) prepare(dataDir string) error {
 		if c.dir, err = filepath.Abs(dataDir); err != nil {
 			return fmt.Errorf("pgtest: data dir %q: %w", dataDir, err)
 		}
-		if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		// Missing parents get 0755 so that, as root, the server user can reach
+		// the cluster; the cluster dir itself stays private.
+		if err := os.MkdirAll(filepath.Dir(c.dir), 0o755); err != nil {
+			return fmt.Errorf("pgtest: create data dir parent %q: %w", filepath.Dir(c.dir), err)
+		}
+		if err := os.Mkdir(c.dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("pgtest: create data dir %q: %w", c.dir, err)
 		}
 	}

@@ -195,7 +195,7 @@ func TestPersistentDataDirIsReused(t *testing.T) {
 	if err := os.Chmod(parent, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(parent, "cluster")
+	dir := filepath.Join(parent, "missing", "parents", "cluster")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

@@ -106,7 +106,7 @@ func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := Start(ctx, Options{})
+	c, err := Start(ctx, Options{Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
