@@ -1,0 +1,104 @@
+// Package fallback keeps the memory service answering when PostgreSQL is
+// slow or gone, and honest about it. Calls go to PostgreSQL under a capped
+// deadline; a circuit breaker opens after repeated failures so a dead
+// database costs microseconds instead of timeouts; the background health
+// probe closes it. Recall then falls back to a cache of recent identical
+// recalls (flagged, with its age) and finally to nothing, never to rows that
+// look like memories. Writes are never faked.
+package fallback
+
+import (
+	"sync"
+	"time"
+)
+
+// Breaker is a circuit breaker driven by call outcomes (it opens) and by the
+// background probe (it closes, or opens early). It has no half-open trial
+// calls: the probe is the trial, so no user request pays for testing a dead
+// database.
+type Breaker struct {
+	threshold int
+	now       func() time.Time
+
+	mu       sync.Mutex
+	failures int
+	open     bool
+	since    time.Time
+	reason   string
+	onChange func(open bool)
+}
+
+// NewBreaker returns a closed breaker that opens after threshold consecutive
+// failures. onChange (may be nil) is called outside the lock on every flip.
+func NewBreaker(threshold int, now func() time.Time, onChange func(open bool)) *Breaker {
+	if threshold < 1 {
+		threshold = 1
+	}
+	return &Breaker{threshold: threshold, now: now, since: now(), onChange: onChange}
+}
+
+// Allow reports whether a call may go to PostgreSQL, and when not, why.
+func (b *Breaker) Allow() (bool, string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open {
+		return false, b.reason
+	}
+	return true, ""
+}
+
+// Success records a call that reached PostgreSQL.
+func (b *Breaker) Success() {
+	b.mu.Lock()
+	b.failures = 0
+	b.mu.Unlock()
+}
+
+// Failure records a failed call; the threshold-th in a row opens the breaker.
+func (b *Breaker) Failure(reason string) {
+	b.mu.Lock()
+	b.failures++
+	flip := !b.open && b.failures >= b.threshold
+	if flip {
+		b.open, b.since, b.reason = true, b.now(), reason
+	}
+	b.mu.Unlock()
+	if flip && b.onChange != nil {
+		b.onChange(true)
+	}
+}
+
+// Trip opens the breaker at once (the probe saw PostgreSQL fail).
+func (b *Breaker) Trip(reason string) {
+	b.mu.Lock()
+	flip := !b.open
+	if flip {
+		b.open, b.since = true, b.now()
+	}
+	b.reason = reason
+	b.mu.Unlock()
+	if flip && b.onChange != nil {
+		b.onChange(true)
+	}
+}
+
+// Reset closes the breaker (the probe saw PostgreSQL healthy).
+func (b *Breaker) Reset() {
+	b.mu.Lock()
+	flip := b.open
+	b.open, b.failures, b.reason = false, 0, ""
+	if flip {
+		b.since = b.now()
+	}
+	b.mu.Unlock()
+	if flip && b.onChange != nil {
+		b.onChange(false)
+	}
+}
+
+// State reports whether the breaker is open and since when.
+func (b *Breaker) State() (open bool, since time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.open, b.since
+}

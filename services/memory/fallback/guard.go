@@ -1,0 +1,116 @@
+package fallback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrUnavailable means PostgreSQL could not serve the call: the breaker is
+// open, the call ran out of its time, or the connection failed. The caller
+// may retry (writes with the same ids).
+var ErrUnavailable = errors.New("postgres unavailable")
+
+// Guard runs calls to PostgreSQL under the breaker and a capped deadline.
+type Guard struct {
+	breaker *Breaker
+}
+
+// NewGuard returns a guard over breaker.
+func NewGuard(b *Breaker) *Guard { return &Guard{breaker: b} }
+
+// Breaker is the guard's breaker.
+func (g *Guard) Breaker() *Breaker { return g.breaker }
+
+// Do runs fn with a deadline of at most limit (and never past the caller's,
+// keeping a tenth of the caller's remaining time in reserve so a fallback
+// answer still arrives in time). Failures that say PostgreSQL is unusable
+// count against the breaker and come back wrapping ErrUnavailable; other
+// errors (not found, bad input) mean PostgreSQL answered, and pass through.
+// When the caller's own context ended, its error is returned.
+func (g *Guard) Do(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
+	if ok, reason := g.breaker.Allow(); !ok {
+		return fmt.Errorf("%w: circuit open after repeated failures (%s)", ErrUnavailable, reason)
+	}
+	budget := Budget(ctx, limit)
+	cctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	err := fn(cctx)
+	switch {
+	case err == nil:
+		g.breaker.Success()
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err() // the caller gave up; not the database's fault
+	case unusable(err):
+		reason := describe(err, cctx, budget)
+		g.breaker.Failure(reason)
+		return fmt.Errorf("%w: %s", ErrUnavailable, reason)
+	default:
+		g.breaker.Success()
+		return err
+	}
+}
+
+// Budget is the time a call may spend in PostgreSQL: limit, or 90% of the
+// caller's remaining time when that is shorter.
+func Budget(ctx context.Context, limit time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if rem := time.Until(dl); rem-rem/10 < limit {
+			limit = rem - rem/10
+		}
+	}
+	if limit <= 0 {
+		limit = time.Millisecond
+	}
+	return limit
+}
+
+// unusable reports whether err says PostgreSQL could not be used, as opposed
+// to an answer it gave.
+func unusable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || pgconn.Timeout(err) {
+		return true
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", // connection exception
+			"53", // insufficient resources
+			"57": // operator intervention: shutdown, statement timeout (57014)
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	// pgx reports a connection that died mid-call without a typed error;
+	// SafeToRetry marks failures before anything was sent.
+	return pgconn.SafeToRetry(err) || errors.Is(err, net.ErrClosed) || isConnClosed(err)
+}
+
+func isConnClosed(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if e.Error() == "conn closed" || e.Error() == "closed pool" {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(err error, cctx context.Context, budget time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(cctx.Err(), context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return fmt.Sprintf("postgres did not answer within %s", budget)
+	}
+	return err.Error()
+}
