@@ -1,0 +1,181 @@
+-- Episodes, and the inverted index that ranked recall reads.
+--
+-- episodes holds what clients wrote; tsv is its generated full-text vector
+-- (the 'english' config: stemming, stop words). The statement-level triggers
+-- below keep three derived tables exact, in the writing transaction:
+--   namespace_stats  episode count and total token length per namespace
+--                    (N and avgdl for BM25, and cheap GetStats counts);
+--   term_stats       document frequency of each lexeme per namespace (IDF);
+--   postings         one row per (episode, lexeme) with its BM25 term weight
+--                    ("impact"), indexed by (namespace, lexeme, impact DESC)
+--                    so recall reads only the best few postings of each term.
+-- Every key starts with the namespace: nothing is shared across namespaces.
+-- Text keys use the "C" collation: byte comparison, no locale cost.
+
+CREATE TABLE episodes (
+    namespace        text COLLATE "C" NOT NULL
+                     CHECK (octet_length(namespace) BETWEEN 1 AND 128),
+    id               uuid NOT NULL,
+    session_id       text COLLATE "C" NOT NULL DEFAULT ''
+                     CHECK (octet_length(session_id) <= 128),
+    content          text NOT NULL CHECK (octet_length(content) <= 16384),
+    importance       double precision NOT NULL DEFAULT 0.5
+                     CHECK (importance >= 0 AND importance <= 1),
+    created_at       timestamptz NOT NULL,
+    metadata         jsonb NOT NULL DEFAULT '{}',
+    affect_valence   double precision,
+    affect_arousal   double precision,
+    affect_intensity double precision,
+    access_count     bigint NOT NULL DEFAULT 0,
+    last_accessed_at timestamptz,
+    tsv              tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED,
+    PRIMARY KEY (namespace, id),
+    CHECK ((affect_valence IS NULL) = (affect_arousal IS NULL)
+       AND (affect_valence IS NULL) = (affect_intensity IS NULL))
+);
+
+-- ListEpisodes (keyset on created_at, id), recency and time filters.
+CREATE INDEX episodes_ns_created ON episodes (namespace, created_at, id);
+-- Session-filtered listing and recall.
+CREATE INDEX episodes_ns_session_created ON episodes (namespace, session_id, created_at, id);
+-- SUBSTRING recall: walk a namespace in its output order, stop at the limit.
+CREATE INDEX episodes_ns_importance ON episodes (namespace, importance DESC, created_at DESC, id);
+
+CREATE TABLE namespace_stats (
+    namespace     text COLLATE "C" PRIMARY KEY,
+    episode_count bigint NOT NULL DEFAULT 0,
+    total_len     bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE term_stats (
+    namespace text COLLATE "C" NOT NULL,
+    lexeme    text COLLATE "C" NOT NULL,
+    df        integer NOT NULL,
+    PRIMARY KEY (namespace, lexeme)
+);
+
+CREATE TABLE postings (
+    namespace  text COLLATE "C" NOT NULL,
+    episode_id uuid NOT NULL,
+    lexeme     text COLLATE "C" NOT NULL,
+    impact     real NOT NULL,
+    -- Exact rescoring of candidates and deletes find postings by episode.
+    PRIMARY KEY (namespace, episode_id, lexeme)
+);
+-- Candidate generation: the highest-impact postings of a term, index only.
+CREATE INDEX postings_rank ON postings (namespace, lexeme, impact DESC) INCLUDE (episode_id);
+
+-- memory_index_toks lists the lexemes of episodes: tf is a lexeme's
+-- occurrences, dl the episode's indexed tokens (stop words excluded).
+CREATE FUNCTION memory_index_toks(nss text[], ids uuid[], tsvs tsvector[])
+RETURNS TABLE (namespace text, episode_id uuid, lexeme text, tf integer, dl integer)
+LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT r.ns, r.id, u.lexeme, coalesce(cardinality(u.positions), 1),
+           (sum(coalesce(cardinality(u.positions), 1)) OVER (PARTITION BY r.ns, r.id))::integer
+    FROM unnest(nss, ids, tsvs) AS r(ns, id, tsv), unnest(r.tsv) AS u
+$fn$;
+
+-- memory_index_add adds episodes to the derived tables. BM25 term weight with
+-- k1 = 1.2, b = 0.75: impact = tf·(k1+1) / (tf + k1·(1 − b + b·dl/avgdl)),
+-- tf the lexeme's occurrences, dl the episode's indexed tokens, avgdl the
+-- namespace's mean dl including this batch (a weight is not revised when
+-- later writes move avgdl; the drift is small once a namespace has a few
+-- dozen episodes). Locks namespace_stats rows before term_stats rows, each
+-- in key order, so concurrent writers cannot deadlock.
+CREATE FUNCTION memory_index_add(nss text[], ids uuid[], tsvs tsvector[]) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO namespace_stats AS s (namespace, episode_count, total_len)
+    SELECT r.ns, count(*), coalesce(sum(d.dl), 0)
+    FROM unnest(nss, ids) AS r(ns, id)
+    LEFT JOIN (SELECT DISTINCT namespace, episode_id, dl FROM memory_index_toks(nss, ids, tsvs)) d
+           ON d.namespace = r.ns AND d.episode_id = r.id
+    GROUP BY r.ns ORDER BY r.ns
+    ON CONFLICT (namespace) DO UPDATE
+       SET episode_count = s.episode_count + excluded.episode_count,
+           total_len = s.total_len + excluded.total_len;
+
+    INSERT INTO term_stats AS t (namespace, lexeme, df)
+    SELECT namespace, lexeme, count(*) FROM memory_index_toks(nss, ids, tsvs)
+    GROUP BY namespace, lexeme ORDER BY namespace, lexeme
+    ON CONFLICT (namespace, lexeme) DO UPDATE SET df = t.df + excluded.df;
+
+    INSERT INTO postings (namespace, episode_id, lexeme, impact)
+    SELECT k.namespace, k.episode_id, k.lexeme,
+           k.tf * 2.2 / (k.tf + 1.2 * (0.25 + 0.75 * k.dl / greatest(s.total_len::float8 / s.episode_count, 1)))
+    FROM memory_index_toks(nss, ids, tsvs) k JOIN namespace_stats s ON s.namespace = k.namespace;
+END
+$fn$;
+
+-- memory_index_remove undoes memory_index_add for episodes being deleted.
+CREATE FUNCTION memory_index_remove(nss text[], ids uuid[], tsvs tsvector[]) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE namespace_stats AS s
+       SET episode_count = s.episode_count - d.n, total_len = s.total_len - d.len
+      FROM (SELECT r.ns, count(*) AS n, coalesce(sum(x.dl), 0) AS len
+              FROM unnest(nss, ids) AS r(ns, id)
+              LEFT JOIN (SELECT DISTINCT namespace, episode_id, dl FROM memory_index_toks(nss, ids, tsvs)) x
+                     ON x.namespace = r.ns AND x.episode_id = r.id
+             GROUP BY r.ns) d
+     WHERE s.namespace = d.ns;
+
+    UPDATE term_stats AS t SET df = t.df - d.n
+      FROM (SELECT namespace, lexeme, count(*) AS n FROM memory_index_toks(nss, ids, tsvs)
+             GROUP BY namespace, lexeme) d
+     WHERE t.namespace = d.namespace AND t.lexeme = d.lexeme;
+    DELETE FROM term_stats t USING (SELECT DISTINCT namespace, lexeme FROM memory_index_toks(nss, ids, tsvs)) d
+     WHERE t.namespace = d.namespace AND t.lexeme = d.lexeme AND t.df <= 0;
+
+    DELETE FROM postings p USING unnest(nss, ids) AS r(ns, id)
+     WHERE p.namespace = r.ns AND p.episode_id = r.id;
+END
+$fn$;
+
+CREATE FUNCTION episodes_after_insert() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM memory_index_add(array_agg(namespace), array_agg(id), array_agg(tsv))
+       FROM (SELECT namespace, id, tsv FROM new_rows ORDER BY namespace, id) n
+     HAVING count(*) > 0;
+    RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION episodes_after_delete() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM memory_index_remove(array_agg(namespace), array_agg(id), array_agg(tsv))
+       FROM (SELECT namespace, id, tsv FROM old_rows ORDER BY namespace, id) o
+     HAVING count(*) > 0;
+    RETURN NULL;
+END
+$fn$;
+
+-- Content changes (an upsert with new text) re-index the one episode. A
+-- row trigger, because transition tables cannot be limited to a column, and
+-- access bookkeeping (RecordAccess) must not pay for re-indexing.
+CREATE FUNCTION episodes_after_content_update() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM memory_index_remove(ARRAY[OLD.namespace], ARRAY[OLD.id], ARRAY[OLD.tsv]);
+    PERFORM memory_index_add(ARRAY[NEW.namespace], ARRAY[NEW.id], ARRAY[NEW.tsv]);
+    RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER episodes_index_insert AFTER INSERT ON episodes
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION episodes_after_insert();
+CREATE TRIGGER episodes_index_delete AFTER DELETE ON episodes
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION episodes_after_delete();
+CREATE TRIGGER episodes_index_update AFTER UPDATE OF namespace, id, content ON episodes
+    FOR EACH ROW WHEN (OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.namespace IS DISTINCT FROM NEW.namespace
+                       OR OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION episodes_after_content_update();
+
+---- create above / drop below ----
+
+DROP TABLE postings, term_stats, namespace_stats, episodes;
+DROP FUNCTION episodes_after_insert(), episodes_after_delete(), episodes_after_content_update(),
+    memory_index_add(text[], uuid[], tsvector[]), memory_index_remove(text[], uuid[], tsvector[]),
+    memory_index_toks(text[], uuid[], tsvector[]);

@@ -1,0 +1,213 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/brainhq/brain/services/memory/recall"
+)
+
+// Ranked recall reads the inverted index in two stages, in one statement:
+//
+//  1. Candidates. Unfiltered: for each query lexeme, the TermDepth postings
+//     with the highest BM25 term weight (an index-only scan of
+//     postings_rank), summed per episode with the lexemes' IDF; the best
+//     poolSize(limit) episodes by that partial sum go on. Filtered (session,
+//     time range, minimum importance): the FilteredCandidates most recent
+//     episodes that pass the filters and match the OR tsquery.
+//  2. Exact scores. Each candidate's BM25 score over all query lexemes from
+//     its own postings, normalised by the best candidate's; then importance
+//     and recency are added with the request's weights, and the top limit
+//     rows are returned with their scores.
+//
+// Stage 1 bounds the work whatever the query: a common word costs at most
+// TermDepth index entries, however many episodes contain it.
+const (
+	// TermDepth is how many postings of each query lexeme stage 1 reads.
+	TermDepth = 200
+	// MinPool is the smallest candidate pool that is scored exactly.
+	MinPool = 50
+	// FilteredCandidates caps the candidates of a filtered ranked recall.
+	FilteredCandidates = 2000
+)
+
+// poolSize is how many stage-1 candidates are scored exactly for a limit:
+// room for importance and recency to lift a slightly less relevant episode.
+func poolSize(limit int) int { return max(MinPool, 3*limit) }
+
+// Statement is one SQL statement with its bind arguments.
+type Statement struct {
+	SQL  string
+	Args []any
+}
+
+// resultColumns follow episodeColumns in every recall statement.
+const resultColumns = `, top.relevance, top.importance, top.recency, top.total`
+
+// args accumulates bind arguments and names their placeholders.
+type args []any
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// filterSQL appends the query's filters on episodes e; each value is a bind
+// argument, never SQL text.
+func filterSQL(q recall.Query, a *args) string {
+	var b strings.Builder
+	if q.SessionID != "" {
+		b.WriteString(" AND e.session_id = " + a.add(q.SessionID))
+	}
+	if q.CreatedAfter != nil {
+		b.WriteString(" AND e.created_at >= " + a.add(*q.CreatedAfter))
+	}
+	if q.CreatedBefore != nil {
+		b.WriteString(" AND e.created_at < " + a.add(*q.CreatedBefore))
+	}
+	if q.MinImportance != nil {
+		b.WriteString(" AND e.importance >= " + a.add(*q.MinImportance))
+	}
+	return b.String()
+}
+
+// prepare normalises q and fixes its "now".
+func prepare(q recall.Query) recall.Query {
+	q = q.Normalized()
+	if q.AsOf.IsZero() {
+		q.AsOf = time.Now()
+	}
+	return q
+}
+
+// RecallStatement returns the one statement Recall runs for q (after
+// filling q's defaults, AsOf = now when zero), or ok=false when q has no
+// content terms and Recall answers empty without asking the database. It is
+// exported so that a benchmark can run the very same SQL directly.
+func RecallStatement(q recall.Query) (st Statement, ok bool) {
+	q = prepare(q)
+	if q.Mode == recall.Substring {
+		return substringStatement(q), true
+	}
+	terms := recall.Terms(q.Text)
+	if len(terms) == 0 {
+		return Statement{}, false
+	}
+	return rankedStatement(q, terms), true
+}
+
+func rankedStatement(q recall.Query, terms []string) Statement {
+	var a args
+	ns := a.add(q.Namespace)
+	termsArg := a.add(terms)
+	asOf := a.add(q.AsOf)
+	halfLife := a.add(q.HalfLife.Seconds())
+	wRel, wImp, wRec := a.add(q.Weights.Relevance), a.add(q.Weights.Importance), a.add(q.Weights.Recency)
+	limit := a.add(q.Limit)
+
+	var candidates string
+	if q.Filtered() {
+		tsq := a.add(recall.TSQuery(terms))
+		filters := filterSQL(q, &a)
+		candidates = `SELECT e.id AS episode_id FROM episodes e
+	WHERE e.namespace = ` + ns + ` AND e.tsv @@ to_tsquery('english', ` + tsq + `)` + filters + `
+	ORDER BY e.created_at DESC LIMIT ` + a.add(FilteredCandidates)
+	} else {
+		candidates = `SELECT h.episode_id FROM terms t CROSS JOIN LATERAL (
+		SELECT p.episode_id, p.impact FROM postings p
+		WHERE p.namespace = ` + ns + ` AND p.lexeme = t.lexeme
+		ORDER BY p.impact DESC LIMIT ` + a.add(TermDepth) + `) h
+	GROUP BY h.episode_id
+	ORDER BY sum(t.idf * h.impact) DESC, h.episode_id
+	LIMIT ` + a.add(poolSize(q.Limit))
+	}
+
+	sql := `WITH terms AS MATERIALIZED (
+	SELECT t.lexeme, ln(1 + (s.episode_count - t.df + 0.5) / (t.df + 0.5)) AS idf
+	FROM namespace_stats s JOIN term_stats t ON t.namespace = s.namespace
+	WHERE s.namespace = ` + ns + ` AND t.df > 0
+	  AND t.lexeme = ANY (tsvector_to_array(to_tsvector('english', array_to_string(` + termsArg + `::text[], ' '))))
+), candidates AS MATERIALIZED (
+	` + candidates + `
+), scored AS MATERIALIZED (
+	SELECT c.episode_id, sum(t.idf * p.impact) AS rel
+	FROM candidates c JOIN postings p ON p.namespace = ` + ns + ` AND p.episode_id = c.episode_id
+	JOIN terms t ON t.lexeme = p.lexeme
+	GROUP BY c.episode_id
+), parts AS (
+	SELECT s.episode_id, e.created_at, s.rel / max(s.rel) OVER () AS relevance, e.importance,
+		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - e.created_at)::float8, 0) / ` + halfLife + `::float8) AS recency
+	FROM scored s JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = s.episode_id
+), top AS (
+	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total
+	FROM parts ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `
+)
+SELECT ` + episodeColumns + resultColumns + `
+FROM top JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = top.episode_id
+ORDER BY top.total DESC, top.created_at DESC, top.episode_id`
+	return Statement{SQL: sql, Args: a}
+}
+
+// substringStatement is the prototype's recall, escaped: whole query
+// contained in content (ILIKE), importance then recency; relevance is 1 for
+// every match.
+func substringStatement(q recall.Query) Statement {
+	var a args
+	ns := a.add(q.Namespace)
+	pattern := a.add(recall.ContainsPattern(q.Text))
+	asOf := a.add(q.AsOf)
+	halfLife := a.add(q.HalfLife.Seconds())
+	wRel, wImp, wRec := a.add(q.Weights.Relevance), a.add(q.Weights.Importance), a.add(q.Weights.Recency)
+	filters := filterSQL(q, &a)
+	sql := `WITH parts AS (
+	SELECT e.id AS episode_id, e.created_at, 1::float8 AS relevance, e.importance,
+		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - e.created_at)::float8, 0) / ` + halfLife + `::float8) AS recency
+	FROM episodes e
+	WHERE e.namespace = ` + ns + ` AND e.content ILIKE ` + pattern + ` ESCAPE '\'` + filters + `
+	ORDER BY e.importance DESC, e.created_at DESC, e.id LIMIT ` + a.add(q.Limit) + `
+), top AS (
+	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total
+	FROM parts
+)
+SELECT ` + episodeColumns + resultColumns + `
+FROM top JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = top.episode_id
+ORDER BY e.importance DESC, e.created_at DESC, e.id`
+	return Statement{SQL: sql, Args: a}
+}
+
+// Recall answers q from one namespace in one round trip: Ranked (BM25 over
+// the query's content words, OR semantics, blended with importance and
+// recency) or Substring (see recall.Substring). A ranked query without
+// content words (only stop words or punctuation) matches nothing.
+func (s *Store) Recall(ctx context.Context, q recall.Query) ([]recall.Result, error) {
+	st, ok := RecallStatement(q)
+	if !ok {
+		return nil, nil
+	}
+	if q.Mode == recall.Substring && strings.IndexByte(q.Text, 0) >= 0 {
+		return nil, nil // content can never hold NUL, and PostgreSQL rejects it
+	}
+	rows, err := s.pool.Query(ctx, st.SQL, st.Args...)
+	if err != nil {
+		return nil, fmt.Errorf("recall %q: %w", q.Namespace, err)
+	}
+	defer rows.Close()
+	var out []recall.Result
+	for rows.Next() {
+		var r recall.Result
+		sc := &r.Scores
+		ep, err := scanEpisode(rows, &sc.Relevance, &sc.Importance, &sc.Recency, &sc.Total)
+		if err != nil {
+			return nil, fmt.Errorf("recall %q: %w", q.Namespace, err)
+		}
+		r.Episode = ep
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("recall %q: %w", q.Namespace, err)
+	}
+	return out, nil
+}
