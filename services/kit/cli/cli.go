@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime/debug"
 	"time"
@@ -88,4 +89,21 @@ func Version(name string) string {
 		}
 	}
 	return fmt.Sprintf("%s %s (revision %s) %s", name, info.Main.Version, rev, info.GoVersion)
+}
+
+// LocalAddr turns a listen address (":9091", "0.0.0.0:9091") into one to
+// dial on this host, so `<binary> health` finds its own server in a
+// container where only GRPC_ADDR is set. An empty listen address gives def.
+func LocalAddr(listen, def string) string {
+	if listen == "" {
+		listen = def
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }

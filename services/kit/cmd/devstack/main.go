@@ -1,0 +1,254 @@
+// Command devstack is `make run`: it brings up PostgreSQL (a persistent
+// cluster under .run/ from the installed binaries, unless DATABASE_URL
+// points elsewhere), the memory service and the orchestrator, waits until
+// each is healthy, seeds a small demo memory on first start, prints where
+// everything listens and what to try, and stops all of it on Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/brainhq/brain/services/kit/config"
+	"github.com/brainhq/brain/services/kit/pgtest"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+type options struct {
+	binDir, runDir string
+	pgPort         int
+	seed           bool
+	memoryGRPC     string
+	memoryHTTP     string
+	orchGRPC       string
+	orchHTTP       string
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	b := config.New(fs, os.Getenv)
+	var o options
+	fs.StringVar(&o.binDir, "bin-dir", "bin", "where bin/memory and bin/orchestrator are")
+	fs.StringVar(&o.runDir, "run-dir", ".run", "state directory (PostgreSQL data, logs)")
+	pgPort := b.Int("pg-port", "BRAIN_PG_PORT", 55432, "port of the local PostgreSQL (when DATABASE_URL is unset)")
+	seed := b.Bool("seed", "BRAIN_SEED", true, "seed the demo namespace on start (idempotent)")
+	fs.StringVar(&o.memoryGRPC, "memory-grpc", "127.0.0.1:9091", "memory gRPC address")
+	fs.StringVar(&o.memoryHTTP, "memory-http", "127.0.0.1:8081", "memory HTTP address")
+	fs.StringVar(&o.orchGRPC, "orchestrator-grpc", "127.0.0.1:9090", "orchestrator gRPC address")
+	fs.StringVar(&o.orchHTTP, "orchestrator-http", "127.0.0.1:8080", "orchestrator HTTP address")
+	if err := b.Parse(args); err != nil {
+		return 2
+	}
+	o.pgPort, o.seed = *pgPort, *seed
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := up(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "devstack: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func up(ctx context.Context, o options) error {
+	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
+		return err
+	}
+	runDir, err := filepath.Abs(o.runDir)
+	if err != nil {
+		return err
+	}
+	memEnv := []string{
+		"GRPC_ADDR=" + o.memoryGRPC, "HTTP_ADDR=" + o.memoryHTTP, "MIGRATE_ON_START=true",
+	}
+	if url := os.Getenv("DATABASE_URL"); url != "" {
+		fmt.Println("postgres      DATABASE_URL (external)")
+		memEnv = append(memEnv, "DATABASE_URL="+url)
+	} else {
+		fmt.Printf("postgres      starting a local cluster in %s/postgres ...\n", runDir)
+		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		cluster, err := pgtest.Start(startCtx, pgtest.Options{DataDir: filepath.Join(runDir, "postgres"), Port: o.pgPort})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("start PostgreSQL: %w", err)
+		}
+		defer func() {
+			if err := cluster.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "stop PostgreSQL: %v\n", err)
+			}
+		}()
+		if _, err := cluster.CreateDatabase(ctx, "brain"); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("create database: %w", err)
+		}
+		fmt.Printf("postgres      127.0.0.1:%d (user brain, database brain, password file %s)\n", cluster.Port(), cluster.PasswordFile())
+		memEnv = append(memEnv,
+			"POSTGRES_HOST=127.0.0.1", "POSTGRES_PORT="+strconv.Itoa(cluster.Port()),
+			"POSTGRES_USER=brain", "POSTGRES_DB=brain", "POSTGRES_SSLMODE=disable",
+			"POSTGRES_PASSWORD_FILE="+cluster.PasswordFile())
+	}
+
+	exited := make(chan string, 2)
+	memory, err := spawn(filepath.Join(o.binDir, "memory"), memEnv, filepath.Join(runDir, "memory.log"), exited)
+	if err != nil {
+		return err
+	}
+	defer memory.stop()
+	if err := waitServing(ctx, o.memoryGRPC, []string{"", "postgres"}, exited); err != nil {
+		return fmt.Errorf("memory: %w (log: %s)", err, memory.logPath)
+	}
+	fmt.Printf("memory        gRPC %s  HTTP http://%s  (log %s)\n", o.memoryGRPC, o.memoryHTTP, memory.logPath)
+
+	orch, err := spawn(filepath.Join(o.binDir, "orchestrator"), []string{
+		"GRPC_ADDR=" + o.orchGRPC, "HTTP_ADDR=" + o.orchHTTP, "MEMORY_ADDR=" + o.memoryGRPC,
+	}, filepath.Join(runDir, "orchestrator.log"), exited)
+	if err != nil {
+		return err
+	}
+	defer orch.stop()
+	if err := waitServing(ctx, o.orchGRPC, []string{"", "memory", "memory/postgres"}, exited); err != nil {
+		return fmt.Errorf("orchestrator: %w (log: %s)", err, orch.logPath)
+	}
+	fmt.Printf("orchestrator  gRPC %s  HTTP http://%s  (log %s)\n", o.orchGRPC, o.orchHTTP, orch.logPath)
+
+	if o.seed {
+		n, err := seedDemo(ctx, o.memoryGRPC)
+		if err != nil {
+			return fmt.Errorf("seed demo memory: %w", err)
+		}
+		fmt.Printf("seeded        %d demo episodes in namespace \"demo\" (opt out: BRAIN_SEED=false)\n", n)
+	}
+	printTryThis(o)
+
+	select {
+	case <-ctx.Done():
+		fmt.Println("\nstopping ...")
+		return nil
+	case name := <-exited:
+		return fmt.Errorf("%s exited unexpectedly", name)
+	}
+}
+
+type child struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func spawn(bin string, env []string, logPath string, exited chan<- string) (*child, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s not built (run `make build`): %w", bin, err)
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group: Ctrl-C reaches devstack, which stops children
+	// in order (orchestrator first) instead of all at once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	c := &child{name: filepath.Base(bin), cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		_ = logFile.Close()
+		close(c.done)
+		select {
+		case exited <- c.name:
+		default:
+		}
+	}()
+	return c, nil
+}
+
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	fmt.Printf("%-13s stopped\n", c.name)
+}
+
+// waitServing polls the gRPC health services until all are SERVING.
+func waitServing(ctx context.Context, addr string, services []string, exited <-chan string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		last = nil
+		for _, s := range services {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			resp, err := client.Check(cctx, &healthpb.HealthCheckRequest{Service: s})
+			cancel()
+			if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				err = fmt.Errorf("health %q is %s", s, resp.GetStatus())
+			}
+			if err != nil {
+				last = err
+				break
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case name := <-exited:
+			return fmt.Errorf("%s exited during start-up", name)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return errors.Join(errors.New("not healthy within 60s"), last)
+}
+
+func printTryThis(o options) {
+	w := io.Writer(os.Stdout)
+	fmt.Fprintf(w, `
+Brain is up. Try:
+
+  # stream all nine LABs over JSON (one line per LAB, then a summary)
+  curl -N -X POST http://%[1]s/v1/orchestrate -d '{"namespace":"demo","query":"how did the deploy go?","goal":"ship the release"}'
+
+  # the same over gRPC (reflection is on)
+  grpcurl -plaintext -d '{"namespace":"demo","query":"how did the deploy go?"}' %[2]s brain.orchestrator.v1.OrchestratorService/Orchestrate
+
+  # recall straight from memory, through the front door
+  curl -X POST http://%[1]s/v1/memory/episodes:recall -d '{"namespace":"demo","query":"database migration"}'
+
+  # health of everything in one call, and readiness with reasons
+  grpcurl -plaintext -d '{"service":"memory/postgres"}' %[2]s grpc.health.v1.Health/Check
+  curl http://%[1]s/readyz?verbose
+
+Ctrl-C stops everything.
+`, o.orchHTTP, o.orchGRPC)
+}

@@ -1,0 +1,298 @@
+// Package app wires the memory service together: configuration, the pgx
+// pool, the store, the fallback (breaker, cache, recaller), the gRPC
+// handlers, health checks and metrics, on the shared server kit. The binary
+// (cmd/memory) and the end-to-end tests both start the service through it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
+	"github.com/brainhq/brain/gen/openapi"
+	"github.com/brainhq/brain/services/kit/config"
+	"github.com/brainhq/brain/services/kit/health"
+	"github.com/brainhq/brain/services/kit/server"
+	"github.com/brainhq/brain/services/memory/api"
+	"github.com/brainhq/brain/services/memory/fallback"
+	"github.com/brainhq/brain/services/memory/pgconn"
+	"github.com/brainhq/brain/services/memory/store"
+)
+
+// PostgresCheck is the health service name of the PostgreSQL probe.
+const PostgresCheck = "postgres"
+
+// Config is the memory service's configuration.
+type Config struct {
+	Server server.Config
+	DB     pgconn.Config
+	// LogLevel is the zap level.
+	LogLevel string
+	// MigrateOnStart applies migrations in the background at start.
+	MigrateOnStart bool
+	// RecallTimeout caps a recall's time in PostgreSQL.
+	RecallTimeout time.Duration
+	// QueryTimeout caps every other call's time in PostgreSQL.
+	QueryTimeout time.Duration
+	// CacheEntries and CacheMaxAge bound the recall cache.
+	CacheEntries int
+	CacheMaxAge  time.Duration
+	// BreakerThreshold is the run of failures that opens the breaker.
+	BreakerThreshold int
+	// ProbeInterval and ProbeTimeout drive the PostgreSQL health probe.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+}
+
+// Flags binds the configuration to flags and environment variables.
+type Flags struct {
+	srv                                   *server.Flags
+	migrate                               *bool
+	recallTimeout, queryTimeout, cacheAge *time.Duration
+	probeInterval, probeTimeout           *time.Duration
+	cacheEntries, breakerThreshold        *int
+}
+
+// BindFlags defines the memory service's flags on fs.
+func BindFlags(b *config.Binder) *Flags {
+	return &Flags{
+		srv:              server.BindFlags(b, "memory", ":9091", ":8081"),
+		migrate:          b.Bool("migrate", "MIGRATE_ON_START", false, "apply database migrations at start (in the background; start-up never waits for PostgreSQL)"),
+		recallTimeout:    b.Duration("recall-timeout", "RECALL_TIMEOUT", 300*time.Millisecond, "cap on a recall's time in PostgreSQL before it falls back"),
+		queryTimeout:     b.Duration("query-timeout", "QUERY_TIMEOUT", 2*time.Second, "cap on any other call's time in PostgreSQL"),
+		cacheEntries:     b.Int("cache-entries", "RECALL_CACHE_ENTRIES", 10000, "recent recalls kept for fallback"),
+		cacheAge:         b.Duration("cache-max-age", "RECALL_CACHE_MAX_AGE", 15*time.Minute, "oldest cached recall served as a fallback"),
+		breakerThreshold: b.Int("breaker-threshold", "BREAKER_THRESHOLD", 3, "consecutive PostgreSQL failures that open the circuit breaker"),
+		probeInterval:    b.Duration("probe-interval", "PROBE_INTERVAL", 500*time.Millisecond, "time between PostgreSQL health probes"),
+		probeTimeout:     b.Duration("probe-timeout", "PROBE_TIMEOUT", time.Second, "timeout of one PostgreSQL health probe"),
+	}
+}
+
+// Config returns the parsed configuration; db comes from the environment.
+func (f *Flags) Config(db pgconn.Config) Config {
+	srv := f.srv.Config()
+	srv.OpenAPI = openapi.Document
+	return Config{
+		Server:           srv,
+		DB:               db,
+		LogLevel:         f.srv.LogLevel(),
+		MigrateOnStart:   *f.migrate,
+		RecallTimeout:    *f.recallTimeout,
+		QueryTimeout:     *f.queryTimeout,
+		CacheEntries:     *f.cacheEntries,
+		CacheMaxAge:      *f.cacheAge,
+		BreakerThreshold: *f.breakerThreshold,
+		ProbeInterval:    *f.probeInterval,
+		ProbeTimeout:     *f.probeTimeout,
+	}
+}
+
+// App is a configured memory service, ready to Run.
+type App struct {
+	cfg  Config
+	log  *zap.Logger
+	srv  *server.Server
+	pool *pgxpool.Pool
+}
+
+// New builds the service. It does not contact PostgreSQL: the pool connects
+// lazily, so the service answers (degraded) from its first millisecond.
+func New(cfg Config, log *zap.Logger) (*App, error) {
+	poolCfg, err := cfg.DB.PoolConfig()
+	if err != nil {
+		return nil, fmt.Errorf("database config: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("database pool: %w", err)
+	}
+	srv, err := server.New(cfg.Server, log, memoryv1.MemoryService_ServiceDesc.ServiceName)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	st := store.New(pool)
+	m := newMetrics(srv.Metrics(), pool)
+
+	breaker := fallback.NewBreaker(cfg.BreakerThreshold, time.Now, func(open bool) {
+		m.breakerOpen.Set(b2f(open))
+		log.Warn("postgres circuit breaker", zap.Bool("open", open))
+	})
+	guard := fallback.NewGuard(breaker)
+	cache := fallback.NewCache(cfg.CacheEntries, cfg.CacheMaxAge, time.Now)
+	recaller := fallback.NewRecaller(guard, st, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
+		m.recalls.WithLabelValues(s.String()).Inc()
+	})
+
+	reg := srv.Health()
+	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: st.Ping, Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	// The probe is the breaker's trial call: it closes the breaker when
+	// PostgreSQL is back and opens it as soon as PostgreSQL is seen gone.
+	reg.OnChange(func(name string, ok bool) {
+		if name != PostgresCheck {
+			return
+		}
+		if ok {
+			breaker.Reset()
+			return
+		}
+		res, _ := reg.Result(name)
+		breaker.Trip("health probe: " + res.LastError)
+	})
+
+	handlers := api.New(api.Deps{
+		Store:        st,
+		Recaller:     recaller,
+		Guard:        guard,
+		Cache:        cache,
+		Pool:         func() *memoryv1.PoolStats { return poolStats(pool) },
+		Log:          log,
+		Now:          time.Now,
+		QueryTimeout: cfg.QueryTimeout,
+	})
+	memoryv1.RegisterMemoryServiceServer(srv.GRPC(), handlers)
+	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
+		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
+	})
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool}, nil
+}
+
+// Server is the underlying server (for addresses in tests).
+func (a *App) Server() *server.Server { return a.srv }
+
+// Run serves until ctx ends, then stops gracefully and closes the pool.
+func (a *App) Run(ctx context.Context) error {
+	defer a.pool.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.cfg.MigrateOnStart {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.migrateUntilDone(mctx)
+		}()
+	}
+	return a.srv.Run(ctx)
+}
+
+// migrateUntilDone applies migrations, retrying while PostgreSQL is away;
+// the postgres check reports NOT_SERVING (schema version) until it succeeds.
+func (a *App) migrateUntilDone(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		err := a.migrateOnce(ctx)
+		if err == nil {
+			a.log.Info("migrations applied", zap.Int64("schema_version", store.SchemaVersion))
+			return
+		}
+		a.log.Warn("migrations not applied yet; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (a *App) migrateOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := a.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	return store.Migrate(ctx, conn.Conn())
+}
+
+// Migrate connects once and applies the migrations (`memory migrate`).
+func Migrate(ctx context.Context, db pgconn.Config) error {
+	poolCfg, err := db.PoolConfig()
+	if err != nil {
+		return fmt.Errorf("database config: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, poolCfg.ConnConfig)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", db.Redacted(), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return store.Migrate(ctx, conn)
+}
+
+type metrics struct {
+	recalls     *prometheus.CounterVec
+	breakerOpen prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
+	m := &metrics{
+		recalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "brain_memory_recall_total", Help: "Recall answers by source (postgres, cache, none).",
+		}, []string{"source"}),
+		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "brain_memory_breaker_open", Help: "1 while the PostgreSQL circuit breaker is open.",
+		}),
+	}
+	for _, s := range []fallback.Source{fallback.SourcePostgres, fallback.SourceCache, fallback.SourceNone} {
+		m.recalls.WithLabelValues(s.String())
+	}
+	reg.MustRegister(m.recalls, m.breakerOpen, poolCollector{pool: pool})
+	return m
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func poolStats(p *pgxpool.Pool) *memoryv1.PoolStats {
+	s := p.Stat()
+	return &memoryv1.PoolStats{
+		TotalConns:        s.TotalConns(),
+		AcquiredConns:     s.AcquiredConns(),
+		IdleConns:         s.IdleConns(),
+		MaxConns:          s.MaxConns(),
+		EmptyAcquireCount: s.EmptyAcquireCount(),
+	}
+}
+
+var (
+	poolTotalDesc    = prometheus.NewDesc("brain_memory_pool_total_conns", "Open connections in the pgx pool.", nil, nil)
+	poolAcquiredDesc = prometheus.NewDesc("brain_memory_pool_acquired_conns", "Connections in use.", nil, nil)
+	poolIdleDesc     = prometheus.NewDesc("brain_memory_pool_idle_conns", "Idle connections.", nil, nil)
+	poolMaxDesc      = prometheus.NewDesc("brain_memory_pool_max_conns", "Configured maximum connections.", nil, nil)
+	poolEmptyDesc    = prometheus.NewDesc("brain_memory_pool_empty_acquire_total", "Acquires that waited for a connection.", nil, nil)
+)
+
+// poolCollector reads the pool's counters at scrape time.
+type poolCollector struct{ pool *pgxpool.Pool }
+
+func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{poolTotalDesc, poolAcquiredDesc, poolIdleDesc, poolMaxDesc, poolEmptyDesc} {
+		ch <- d
+	}
+}
+
+func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.pool.Stat()
+	ch <- prometheus.MustNewConstMetric(poolTotalDesc, prometheus.GaugeValue, float64(s.TotalConns()))
+	ch <- prometheus.MustNewConstMetric(poolAcquiredDesc, prometheus.GaugeValue, float64(s.AcquiredConns()))
+	ch <- prometheus.MustNewConstMetric(poolIdleDesc, prometheus.GaugeValue, float64(s.IdleConns()))
+	ch <- prometheus.MustNewConstMetric(poolMaxDesc, prometheus.GaugeValue, float64(s.MaxConns()))
+	ch <- prometheus.MustNewConstMetric(poolEmptyDesc, prometheus.CounterValue, float64(s.EmptyAcquireCount()))
+}

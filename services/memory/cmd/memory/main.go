@@ -1,0 +1,139 @@
+// Command memory is Brain's episodic memory service.
+//
+//	memory [serve]   serve gRPC and HTTP (default)
+//	memory migrate   apply the embedded database migrations
+//	memory doctor    run the PostgreSQL connectivity ladder
+//	memory health    gRPC health check (exit 0 when SERVING)
+//	memory version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/brain/services/kit/cli"
+	"github.com/brainhq/brain/services/kit/config"
+	"github.com/brainhq/brain/services/kit/logging"
+	"github.com/brainhq/brain/services/memory/app"
+	"github.com/brainhq/brain/services/memory/doctor"
+	"github.com/brainhq/brain/services/memory/pgconn"
+	"github.com/brainhq/brain/services/memory/store"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "migrate":
+		return migrate(args, stdout, stderr)
+	case "doctor":
+		return doctorCmd(args, stdout, stderr)
+	case "health":
+		return cli.Health(args, cli.LocalAddr(os.Getenv("GRPC_ADDR"), ":9091"), stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, cli.Version("memory"))
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: memory [serve|migrate|doctor|health|version] [flags]; memory <command> -h for flags")
+		return 0
+	default:
+		fmt.Fprintf(stderr, "memory: unknown command %q (serve, migrate, doctor, health, version)\n", cmd)
+		return 2
+	}
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("memory serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	b := config.New(fs, os.Getenv)
+	flags := app.BindFlags(b)
+	if err := b.Parse(args); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	db, err := pgconn.FromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "memory: %v\n", err)
+		return 2
+	}
+	cfg := flags.Config(db)
+	log, err := logging.New("memory", cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	a, err := app.New(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "memory: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "memory: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func migrate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("memory migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	db, err := pgconn.FromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "memory migrate: %v\n", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := app.Migrate(ctx, db); err != nil {
+		fmt.Fprintf(stderr, "memory migrate: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "schema at version %d\n", store.SchemaVersion)
+	return 0
+}
+
+func doctorCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("memory doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stepTimeout := fs.Duration("step-timeout", doctor.DefaultStepTimeout, "timeout of each step")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	db, err := pgconn.FromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL %-8s %v\n     hint: fix the environment (DATABASE_URL or POSTGRES_HOST/PORT/USER/DB with POSTGRES_PASSWORD_FILE)\n", doctor.StepConfig, err)
+		return 1
+	}
+	_, ok := doctor.Run(context.Background(), db, stdout, doctor.Options{
+		StepTimeout:           *stepTimeout,
+		ExpectedSchemaVersion: store.SchemaVersion,
+		SchemaVersion: func(ctx context.Context, conn *pgx.Conn) (int64, error) {
+			return store.ReadSchemaVersion(ctx, conn)
+		},
+	})
+	if !ok {
+		return 1
+	}
+	return 0
+}
