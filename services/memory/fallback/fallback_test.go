@@ -108,9 +108,9 @@ func TestUnusable(t *testing.T) {
 	}{
 		{context.DeadlineExceeded, true},
 		{fmt.Errorf("recall: %w", context.DeadlineExceeded), true},
-		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
-		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
-		{&pgconn.PgError{Code: "57014"}, true}, // statement timeout
+		{&pgconn.PgError{Code: "57P01"}, true},  // admin shutdown
+		{&pgconn.PgError{Code: "08006"}, true},  // connection failure
+		{&pgconn.PgError{Code: "57014"}, true},  // statement timeout
 		{&pgconn.PgError{Code: "42601"}, false}, // syntax error: postgres answered
 		{&pgconn.PgError{Code: "22P02"}, false},
 		{errors.New("episode not found"), false},
