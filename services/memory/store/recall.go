@@ -10,33 +10,30 @@ import (
 	"github.com/brainhq/brain/services/memory/recall"
 )
 
-// Ranked recall reads the inverted index in two stages, in one statement:
+// Ranked recall scores episodes with BM25 (relevance), blended with
+// importance and recency, in one statement:
 //
-//  1. Candidates. Unfiltered: for each query lexeme, the TermDepth postings
-//     with the highest BM25 term weight (an index-only scan of
-//     postings_rank), summed per episode with the lexemes' IDF; the best
-//     poolSize(limit) episodes by that partial sum go on. Filtered (session,
-//     time range, minimum importance): the FilteredCandidates most recent
-//     episodes that pass the filters and match the OR tsquery.
-//  2. Exact scores. Each candidate's BM25 score over all query lexemes from
-//     its own postings, normalised by the best candidate's; then importance
-//     and recency are added with the request's weights, and the top limit
-//     rows are returned with their scores.
+//   - Unfiltered: for each query lexeme, the TermDepth postings with the
+//     highest BM25 term weight, read from one index (postings_rank, which
+//     also carries importance and created_at); an episode's relevance is the
+//     IDF-weighted sum of the weights read. Only the final limit rows touch
+//     the episodes table. The work is bounded whatever the query: a common
+//     word costs at most TermDepth index entries, however many episodes
+//     contain it; the price is that an episode outside a word's top
+//     TermDepth gets no credit for that word, which matters only for words
+//     so common that their IDF is small.
+//   - Filtered (session, time range, minimum importance): the
+//     FilteredCandidates most recent episodes that pass the filters and
+//     match the OR tsquery, each scored exactly from its own postings.
 //
-// Stage 1 bounds the work whatever the query: a common word costs at most
-// TermDepth index entries, however many episodes contain it.
+// Relevance is then divided by the best candidate's, so the best scores 1.
 const (
-	// TermDepth is how many postings of each query lexeme stage 1 reads.
+	// TermDepth is how many postings of each query lexeme unfiltered
+	// recall reads.
 	TermDepth = 200
-	// MinPool is the smallest candidate pool that is scored exactly.
-	MinPool = 50
 	// FilteredCandidates caps the candidates of a filtered ranked recall.
 	FilteredCandidates = 2000
 )
-
-// poolSize is how many stage-1 candidates are scored exactly for a limit:
-// room for importance and recency to lift a slightly less relevant episode.
-func poolSize(limit int) int { return max(MinPool, 3*limit) }
 
 // Statement is one SQL statement with its bind arguments.
 type Statement struct {
@@ -108,21 +105,25 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 	wRel, wImp, wRec := a.add(q.Weights.Relevance), a.add(q.Weights.Importance), a.add(q.Weights.Recency)
 	limit := a.add(q.Limit)
 
-	var candidates string
+	var hits string
 	if q.Filtered() {
 		tsq := a.add(recall.TSQuery(terms))
 		filters := filterSQL(q, &a)
-		candidates = `SELECT e.id AS episode_id FROM episodes e
-	WHERE e.namespace = ` + ns + ` AND e.tsv @@ to_tsquery('english', ` + tsq + `)` + filters + `
-	ORDER BY e.created_at DESC LIMIT ` + a.add(FilteredCandidates)
+		hits = `SELECT c.id AS episode_id, r.rel, c.importance, c.created_at
+	FROM (SELECT e.id, e.importance, e.created_at FROM episodes e
+		WHERE e.namespace = ` + ns + ` AND e.tsv @@ to_tsquery('english', ` + tsq + `)` + filters + `
+		ORDER BY e.created_at DESC LIMIT ` + a.add(FilteredCandidates) + `) c
+	CROSS JOIN LATERAL (SELECT sum(t.idf * p.impact) AS rel
+		FROM postings p JOIN terms t ON t.lexeme = p.lexeme
+		WHERE p.namespace = ` + ns + ` AND p.episode_id = c.id) r
+	WHERE r.rel > 0`
 	} else {
-		candidates = `SELECT h.episode_id FROM terms t CROSS JOIN LATERAL (
-		SELECT p.episode_id, p.impact FROM postings p
+		hits = `SELECT h.episode_id, sum(t.idf * h.impact) AS rel, max(h.importance) AS importance, max(h.created_at) AS created_at
+	FROM terms t CROSS JOIN LATERAL (
+		SELECT p.episode_id, p.impact, p.importance, p.created_at FROM postings p
 		WHERE p.namespace = ` + ns + ` AND p.lexeme = t.lexeme
 		ORDER BY p.impact DESC LIMIT ` + a.add(TermDepth) + `) h
-	GROUP BY h.episode_id
-	ORDER BY sum(t.idf * h.impact) DESC, h.episode_id
-	LIMIT ` + a.add(poolSize(q.Limit))
+	GROUP BY h.episode_id`
 	}
 
 	sql := `WITH terms AS MATERIALIZED (
@@ -130,17 +131,12 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 	FROM namespace_stats s JOIN term_stats t ON t.namespace = s.namespace
 	WHERE s.namespace = ` + ns + ` AND t.df > 0
 	  AND t.lexeme = ANY (tsvector_to_array(to_tsvector('english', array_to_string(` + termsArg + `::text[], ' '))))
-), candidates AS MATERIALIZED (
-	` + candidates + `
-), scored AS MATERIALIZED (
-	SELECT c.episode_id, sum(t.idf * p.impact) AS rel
-	FROM candidates c JOIN postings p ON p.namespace = ` + ns + ` AND p.episode_id = c.episode_id
-	JOIN terms t ON t.lexeme = p.lexeme
-	GROUP BY c.episode_id
+), hits AS (
+	` + hits + `
 ), parts AS (
-	SELECT s.episode_id, e.created_at, s.rel / max(s.rel) OVER () AS relevance, e.importance,
-		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - e.created_at)::float8, 0) / ` + halfLife + `::float8) AS recency
-	FROM scored s JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = s.episode_id
+	SELECT episode_id, created_at, rel / max(rel) OVER () AS relevance, importance,
+		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - created_at)::float8, 0) / ` + halfLife + `::float8) AS recency
+	FROM hits
 ), top AS (
 	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total
 	FROM parts ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `

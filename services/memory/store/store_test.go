@@ -264,6 +264,14 @@ func TestWriteIdempotentUpsert(t *testing.T) {
 		t.Fatalf("EpisodeCount = %d, want 2", st.EpisodeCount)
 	}
 	checkIndex(t, s)
+	// Importance and time alone change: ranking sees the new values.
+	later := t0.Add(time.Hour)
+	mustWrite(t, s, episode.Episode{ID: id, Namespace: "ns", Content: "new text about volcanoes", Importance: 0.1, CreatedAt: later})
+	rs, err := s.Recall(ctx, recall.Query{Namespace: "ns", Text: "volcanoes", AsOf: later})
+	if err != nil || len(rs) != 1 || rs[0].Scores.Importance != 0.1 || rs[0].Scores.Recency != 1 {
+		t.Fatalf("after importance/time update: %+v, %v", rs, err)
+	}
+	checkIndex(t, s)
 }
 
 // checkIndex verifies the trigger-maintained tables against a recount from
@@ -284,7 +292,9 @@ SELECT
  (SELECT count(*) FROM (SELECT namespace, id, lexeme FROM toks EXCEPT SELECT namespace, episode_id, lexeme FROM postings) x) +
  (SELECT count(*) FROM (SELECT namespace, episode_id, lexeme FROM postings EXCEPT SELECT namespace, id, lexeme FROM toks) x) +
  (SELECT count(*) FROM (SELECT namespace, n, len FROM want_ns EXCEPT SELECT namespace, episode_count, total_len FROM namespace_stats) x) +
- (SELECT count(*) FROM namespace_stats s WHERE s.episode_count <> 0 AND NOT EXISTS (SELECT 1 FROM episodes e WHERE e.namespace = s.namespace))
+ (SELECT count(*) FROM namespace_stats s WHERE s.episode_count <> 0 AND NOT EXISTS (SELECT 1 FROM episodes e WHERE e.namespace = s.namespace)) +
+ (SELECT count(*) FROM postings p JOIN episodes e ON e.namespace = p.namespace AND e.id = p.episode_id
+   WHERE p.importance <> e.importance OR p.created_at <> e.created_at)
 `).Scan(&diffs)
 	if err != nil {
 		t.Fatal(err)

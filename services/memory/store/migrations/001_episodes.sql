@@ -54,16 +54,21 @@ CREATE TABLE term_stats (
     PRIMARY KEY (namespace, lexeme)
 );
 
+-- importance and created_at are copied from the episode so that ranking
+-- reads nothing but this index until it has its top rows.
 CREATE TABLE postings (
     namespace  text COLLATE "C" NOT NULL,
     episode_id uuid NOT NULL,
     lexeme     text COLLATE "C" NOT NULL,
     impact     real NOT NULL,
-    -- Exact rescoring of candidates and deletes find postings by episode.
+    importance double precision NOT NULL,
+    created_at timestamptz NOT NULL,
+    -- Filtered recall scores its candidates, and deletes find postings, by episode.
     PRIMARY KEY (namespace, episode_id, lexeme)
 );
--- Candidate generation: the highest-impact postings of a term, index only.
-CREATE INDEX postings_rank ON postings (namespace, lexeme, impact DESC) INCLUDE (episode_id);
+-- Unfiltered recall: the highest-impact postings of a term, index only.
+CREATE INDEX postings_rank ON postings (namespace, lexeme, impact DESC)
+    INCLUDE (episode_id, importance, created_at);
 
 -- memory_index_toks lists the lexemes of episodes: tf is a lexeme's
 -- occurrences, dl the episode's indexed tokens (stop words excluded).
@@ -82,7 +87,8 @@ $fn$;
 -- later writes move avgdl; the drift is small once a namespace has a few
 -- dozen episodes). Locks namespace_stats rows before term_stats rows, each
 -- in key order, so concurrent writers cannot deadlock.
-CREATE FUNCTION memory_index_add(nss text[], ids uuid[], tsvs tsvector[]) RETURNS void
+CREATE FUNCTION memory_index_add(nss text[], ids uuid[], tsvs tsvector[], imps float8[], ats timestamptz[])
+RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     INSERT INTO namespace_stats AS s (namespace, episode_count, total_len)
@@ -100,10 +106,13 @@ BEGIN
     GROUP BY namespace, lexeme ORDER BY namespace, lexeme
     ON CONFLICT (namespace, lexeme) DO UPDATE SET df = t.df + excluded.df;
 
-    INSERT INTO postings (namespace, episode_id, lexeme, impact)
+    INSERT INTO postings (namespace, episode_id, lexeme, impact, importance, created_at)
     SELECT k.namespace, k.episode_id, k.lexeme,
-           k.tf * 2.2 / (k.tf + 1.2 * (0.25 + 0.75 * k.dl / greatest(s.total_len::float8 / s.episode_count, 1)))
-    FROM memory_index_toks(nss, ids, tsvs) k JOIN namespace_stats s ON s.namespace = k.namespace;
+           k.tf * 2.2 / (k.tf + 1.2 * (0.25 + 0.75 * k.dl / greatest(s.total_len::float8 / s.episode_count, 1))),
+           r.imp, r.at
+    FROM memory_index_toks(nss, ids, tsvs) k
+    JOIN unnest(nss, ids, imps, ats) AS r(ns, id, imp, at) ON r.ns = k.namespace AND r.id = k.episode_id
+    JOIN namespace_stats s ON s.namespace = k.namespace;
 END
 $fn$;
 
@@ -135,8 +144,8 @@ $fn$;
 CREATE FUNCTION episodes_after_insert() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM memory_index_add(array_agg(namespace), array_agg(id), array_agg(tsv))
-       FROM (SELECT namespace, id, tsv FROM new_rows ORDER BY namespace, id) n
+    PERFORM memory_index_add(array_agg(namespace), array_agg(id), array_agg(tsv), array_agg(importance), array_agg(created_at))
+       FROM (SELECT namespace, id, tsv, importance, created_at FROM new_rows ORDER BY namespace, id) n
      HAVING count(*) > 0;
     RETURN NULL;
 END
@@ -152,14 +161,20 @@ BEGIN
 END
 $fn$;
 
--- Content changes (an upsert with new text) re-index the one episode. A
--- row trigger, because transition tables cannot be limited to a column, and
--- access bookkeeping (RecordAccess) must not pay for re-indexing.
-CREATE FUNCTION episodes_after_content_update() RETURNS trigger
+-- Updates (an upsert with new text, importance or time) re-index the one
+-- episode. A row trigger, because transition tables cannot be limited to
+-- columns, and access bookkeeping (RecordAccess) must not pay for this.
+CREATE FUNCTION episodes_after_update() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM memory_index_remove(ARRAY[OLD.namespace], ARRAY[OLD.id], ARRAY[OLD.tsv]);
-    PERFORM memory_index_add(ARRAY[NEW.namespace], ARRAY[NEW.id], ARRAY[NEW.tsv]);
+    IF OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.namespace <> NEW.namespace OR OLD.id <> NEW.id THEN
+        PERFORM memory_index_remove(ARRAY[OLD.namespace], ARRAY[OLD.id], ARRAY[OLD.tsv]);
+        PERFORM memory_index_add(ARRAY[NEW.namespace], ARRAY[NEW.id], ARRAY[NEW.tsv],
+                                 ARRAY[NEW.importance], ARRAY[NEW.created_at]);
+    ELSE
+        UPDATE postings SET importance = NEW.importance, created_at = NEW.created_at
+         WHERE namespace = NEW.namespace AND episode_id = NEW.id;
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -168,14 +183,14 @@ CREATE TRIGGER episodes_index_insert AFTER INSERT ON episodes
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION episodes_after_insert();
 CREATE TRIGGER episodes_index_delete AFTER DELETE ON episodes
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION episodes_after_delete();
-CREATE TRIGGER episodes_index_update AFTER UPDATE OF namespace, id, content ON episodes
-    FOR EACH ROW WHEN (OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.namespace IS DISTINCT FROM NEW.namespace
-                       OR OLD.id IS DISTINCT FROM NEW.id)
-    EXECUTE FUNCTION episodes_after_content_update();
+CREATE TRIGGER episodes_index_update AFTER UPDATE OF namespace, id, content, importance, created_at ON episodes
+    FOR EACH ROW WHEN (OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.namespace <> NEW.namespace OR OLD.id <> NEW.id
+                       OR OLD.importance <> NEW.importance OR OLD.created_at <> NEW.created_at)
+    EXECUTE FUNCTION episodes_after_update();
 
 ---- create above / drop below ----
 
 DROP TABLE postings, term_stats, namespace_stats, episodes;
-DROP FUNCTION episodes_after_insert(), episodes_after_delete(), episodes_after_content_update(),
-    memory_index_add(text[], uuid[], tsvector[]), memory_index_remove(text[], uuid[], tsvector[]),
+DROP FUNCTION episodes_after_insert(), episodes_after_delete(), episodes_after_update(),
+    memory_index_add(text[], uuid[], tsvector[], float8[], timestamptz[]), memory_index_remove(text[], uuid[], tsvector[]),
     memory_index_toks(text[], uuid[], tsvector[]);
