@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
+	"github.com/brainhq/brain/services/kit/server"
 	"github.com/brainhq/brain/services/orchestrator/graph"
 	"github.com/brainhq/brain/services/orchestrator/labs"
 )
@@ -122,7 +123,7 @@ func (s *Server) Orchestrate(req *orchestratorv1.OrchestrateRequest, stream grpc
 		}
 		return fmt.Errorf("send orchestrate result: %w", err)
 	}
-	s.logRun(in, budget, sum)
+	s.logRun(server.RequestID(ctx), in, budget, sum)
 	return nil
 }
 
@@ -142,7 +143,7 @@ func (s *Server) budget(ctx context.Context, asked time.Duration) time.Duration 
 	return b
 }
 
-func (s *Server) logRun(in labs.Request, budget time.Duration, sum graph.Summary) {
+func (s *Server) logRun(requestID string, in labs.Request, budget time.Duration, sum graph.Summary) {
 	var failed []string
 	for _, r := range sum.Results {
 		if r.Status == labs.StatusFailed {
@@ -150,7 +151,7 @@ func (s *Server) logRun(in labs.Request, budget time.Duration, sum graph.Summary
 		}
 	}
 	fields := []zap.Field{
-		zap.String("namespace", in.Namespace), zap.Duration("elapsed", sum.Elapsed),
+		zap.String("request_id", requestID), zap.String("namespace", in.Namespace), zap.Duration("elapsed", sum.Elapsed),
 		zap.Duration("budget", budget), zap.Strings("degraded_labs", sum.Degraded),
 	}
 	if len(failed) > 0 {

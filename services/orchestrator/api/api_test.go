@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -414,5 +417,43 @@ func TestOrchestrateIsReproducible(t *testing.T) {
 	}
 	if sa.GetConfidence() != sb.GetConfidence() || len(sa.GetWorkingMemory()) != len(sb.GetWorkingMemory()) {
 		t.Error("summaries differ")
+	}
+}
+
+// slowLists answers recall at once but never lists episodes.
+type slowLists struct{ *fixedMemory }
+
+func (slowLists) ListEpisodes(ctx context.Context, _ labs.ListQuery) ([]labs.Episode, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A LAB over budget is FAILED, its dependents go on degraded, the stream
+// ends OK and the failure is logged with the request.
+func TestFailedLabIsReportedAndLogged(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	c := serve(t, Deps{Memory: slowLists{newFixedMemory(50)}, Access: &recorder{}, Logger: zap.New(core)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := baseRequest()
+	req.Options.Budget = durationpb.New(100 * time.Millisecond) // LAB_007 gets 60ms × 100/300 = 20ms
+	results, sum, err := orchestrate(ctx, c, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := byID(results)
+	if r := got["LAB_007"]; r.GetStatus() != orchestratorv1.LabStatus_LAB_STATUS_FAILED || r.GetOutput() != nil ||
+		!strings.Contains(r.GetDetail(), "budget") {
+		t.Errorf("LAB_007 = %s %q", r.GetStatus(), r.GetDetail())
+	}
+	if r := got["LAB_006"]; r.GetStatus() != orchestratorv1.LabStatus_LAB_STATUS_DEGRADED ||
+		!slices.Contains(r.GetMetacognition().GetDegradedLabs(), "LAB_007") {
+		t.Errorf("LAB_006 = %s %v", r.GetStatus(), r.GetMetacognition().GetDegradedLabs())
+	}
+	if !slices.Equal(sum.GetDegradedLabs(), []string{"LAB_007", "LAB_006"}) {
+		t.Errorf("summary degraded = %v", sum.GetDegradedLabs())
+	}
+	if logs.FilterMessage("orchestrate: LABs failed").Len() != 1 {
+		t.Errorf("logs = %v", logs.All())
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // asOf is the "now" of every test run.
@@ -83,3 +85,5 @@ func (f *fakeRecorder) Submit(_ string, ids []string) bool {
 	f.calls = append(f.calls, ids)
 	return true
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
