@@ -122,3 +122,13 @@ func streamInterceptors(log *zap.Logger, m *grpcprom.ServerMetrics) []grpc.Strea
 		recovery.StreamServerInterceptor(recoveryOpts(log)...),
 	}
 }
+
+// PropagateRequestID is a client interceptor that forwards the request id of
+// the call being served to the services it calls, so one id follows a
+// request through orchestrator and memory logs.
+func PropagateRequestID(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if id := RequestID(ctx); id != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, RequestIDHeader, id)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
