@@ -8,7 +8,7 @@ TOOLBIN := $(ROOT)/.bin
 export PATH := $(TOOLBIN):$(PATH)
 export GOFLAGS := -buildvcs=false
 
-MODULES := gen services/kit services/memory services/orchestrator services/deploy
+MODULES := gen services/kit services/memory services/orchestrator services/deploy services/e2e
 PKGS    := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 TOOLS   := buf protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2
 TOOL_PKGS := github.com/bufbuild/buf/cmd/buf \
