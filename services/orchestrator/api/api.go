@@ -96,7 +96,7 @@ func (s *Server) ListLabs(context.Context, *orchestratorv1.ListLabsRequest) (*or
 // Orchestrate runs the LAB graph over the request and streams the results.
 func (s *Server) Orchestrate(req *orchestratorv1.OrchestrateRequest, stream grpc.ServerStreamingServer[orchestratorv1.OrchestrateResponse]) error {
 	ctx := stream.Context()
-	in, budget, err := toDomain(req, s.deps.Now())
+	in, budget, err := requestFromProto(req, s.deps.Now())
 	if err != nil {
 		return err
 	}

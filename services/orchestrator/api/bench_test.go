@@ -92,7 +92,7 @@ func BenchmarkRunGraph(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in, _, err := toDomain(baseRequest(), time.Now())
+	in, _, err := requestFromProto(baseRequest(), time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

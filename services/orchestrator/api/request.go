@@ -20,10 +20,10 @@ const (
 	maxBudget         = 30 * time.Second
 )
 
-// toDomain validates req and returns it as a labs.Request and the budget
+// requestFromProto validates req and returns it as a labs.Request and the budget
 // it asked for (0 when unset). The error is an INVALID_ARGUMENT status
 // naming every bad field.
-func toDomain(req *orchestratorv1.OrchestrateRequest, now time.Time) (labs.Request, time.Duration, error) {
+func requestFromProto(req *orchestratorv1.OrchestrateRequest, now time.Time) (labs.Request, time.Duration, error) {
 	var v badrequest.Violations
 	v.Text("namespace", req.GetNamespace(), 1, maxNamespaceBytes, false)
 	v.Text("query", req.GetQuery(), 1, maxQueryBytes, true)

@@ -16,7 +16,7 @@ import (
 
 func TestToDomainDefaults(t *testing.T) {
 	now := time.Date(2025, 5, 5, 5, 5, 5, 0, time.UTC)
-	in, budget, err := toDomain(&orchestratorv1.OrchestrateRequest{Namespace: "ns", Query: "q"}, now)
+	in, budget, err := requestFromProto(&orchestratorv1.OrchestrateRequest{Namespace: "ns", Query: "q"}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestToDomainDefaults(t *testing.T) {
 
 func TestToDomainMapsOptions(t *testing.T) {
 	asOf := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	in, budget, err := toDomain(&orchestratorv1.OrchestrateRequest{
+	in, budget, err := requestFromProto(&orchestratorv1.OrchestrateRequest{
 		Namespace: "ns", Query: "q", SessionId: "s", Goal: "g",
 		CurrentEmotion: &orchestratorv1.Emotion{Label: "calm", Valence: 0.1, Arousal: 0.2, Intensity: 0.3},
 		Options: &orchestratorv1.OrchestrateOptions{
@@ -59,7 +59,7 @@ func TestToDomainMapsOptions(t *testing.T) {
 // Invalid UTF-8 cannot cross gRPC (proto3 rejects it), but the gateway or
 // another transport could hand it over.
 func TestToDomainRejectsInvalidUTF8(t *testing.T) {
-	_, _, err := toDomain(&orchestratorv1.OrchestrateRequest{Namespace: "ns\xff", Query: "\xfe"}, time.Now())
+	_, _, err := requestFromProto(&orchestratorv1.OrchestrateRequest{Namespace: "ns\xff", Query: "\xfe"}, time.Now())
 	if err == nil {
 		t.Fatal("accepted invalid UTF-8")
 	}
