@@ -155,6 +155,10 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
+	// A request that does not decode answers INVALID_ARGUMENT naming the
+	// field, not grpc's INTERNAL (codec.go). After the chains above, so its
+	// interceptors run innermost and the rejection is logged and counted.
+	opts = append(opts, decodeErrorOptions()...)
 	s.selfCreds = insecure.NewCredentials()
 	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" {
 		serverCreds, selfCreds, err := loadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
