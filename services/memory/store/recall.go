@@ -130,7 +130,8 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 	SELECT t.lexeme, ln(1 + (s.episode_count - t.df + 0.5) / (t.df + 0.5)) AS idf
 	FROM namespace_stats s JOIN term_stats t ON t.namespace = s.namespace
 	WHERE s.namespace = ` + ns + ` AND t.df > 0
-	  AND t.lexeme = ANY (tsvector_to_array(to_tsvector('english', array_to_string(` + termsArg + `::text[], ' '))))
+	  AND t.stem = ANY (ARRAY(SELECT (ts_lexize('english_stem', u.lexeme))[1]
+		FROM unnest(to_tsvector('simple', array_to_string(` + termsArg + `::text[], ' '))) u))
 ), hits AS (
 	` + hits + `
 ), parts AS (

@@ -281,10 +281,12 @@ func checkIndex(t testing.TB, s *Store) {
 	ctx := testCtx(t)
 	var diffs int
 	err := s.pool.QueryRow(ctx, `
-WITH toks AS (SELECT e.namespace, e.id, u.lexeme FROM episodes e, unnest(e.tsv) u),
+WITH words AS (SELECT e.namespace, e.id, u.lexeme, (ts_lexize('english_stem', u.lexeme))[1] AS stem,
+	coalesce(cardinality(u.positions), 1) AS tf FROM episodes e, unnest(to_tsvector('simple', e.content)) u),
+toks AS (SELECT namespace, id, lexeme FROM words WHERE stem IS NOT NULL),
 want_df AS (SELECT namespace, lexeme, count(*)::int AS df FROM toks GROUP BY 1, 2),
 want_ns AS (SELECT e.namespace, count(*) AS n,
-	coalesce(sum((SELECT sum(coalesce(cardinality(u.positions), 1)) FROM unnest(e.tsv) u)), 0) AS len
+	coalesce(sum((SELECT sum(w.tf) FROM words w WHERE w.namespace = e.namespace AND w.id = e.id AND w.stem IS NOT NULL)), 0) AS len
 	FROM episodes e GROUP BY 1)
 SELECT
  (SELECT count(*) FROM (SELECT * FROM want_df EXCEPT SELECT namespace, lexeme, df FROM term_stats) x) +

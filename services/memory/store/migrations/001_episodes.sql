@@ -47,12 +47,17 @@ CREATE TABLE namespace_stats (
     total_len     bigint NOT NULL DEFAULT 0
 );
 
+-- lexeme is a word's surface form (lower case); stem is its English stem.
+-- Recall expands each query word to every form of its stem in the
+-- namespace, each weighted by its own IDF (see store's package doc).
 CREATE TABLE term_stats (
     namespace text COLLATE "C" NOT NULL,
     lexeme    text COLLATE "C" NOT NULL,
+    stem      text COLLATE "C" NOT NULL,
     df        integer NOT NULL,
     PRIMARY KEY (namespace, lexeme)
 );
+CREATE INDEX term_stats_stem ON term_stats (namespace, stem) INCLUDE (lexeme, df);
 
 -- importance and created_at are copied from the episode so that ranking
 -- reads nothing but this index until it has its top rows.
@@ -70,14 +75,19 @@ CREATE TABLE postings (
 CREATE INDEX postings_rank ON postings (namespace, lexeme, impact DESC)
     INCLUDE (episode_id, importance, created_at);
 
--- memory_index_toks lists the lexemes of episodes: tf is a lexeme's
--- occurrences, dl the episode's indexed tokens (stop words excluded).
-CREATE FUNCTION memory_index_toks(nss text[], ids uuid[], tsvs tsvector[])
-RETURNS TABLE (namespace text, episode_id uuid, lexeme text, tf integer, dl integer)
+-- memory_index_toks lists the indexed words of episodes: lexeme is a
+-- surface form from the 'simple' config (lower case, same parser as
+-- 'english'), stem its 'english' stem; stop words (no stem) are left out.
+-- tf counts a form's occurrences, dl the episode's indexed words.
+CREATE FUNCTION memory_index_toks(nss text[], ids uuid[], contents text[])
+RETURNS TABLE (namespace text, episode_id uuid, lexeme text, stem text, tf integer, dl integer)
 LANGUAGE sql IMMUTABLE AS $fn$
-    SELECT r.ns, r.id, u.lexeme, coalesce(cardinality(u.positions), 1),
-           (sum(coalesce(cardinality(u.positions), 1)) OVER (PARTITION BY r.ns, r.id))::integer
-    FROM unnest(nss, ids, tsvs) AS r(ns, id, tsv), unnest(r.tsv) AS u
+    SELECT r.ns, r.id, w.lexeme, w.stem, w.tf, (sum(w.tf) OVER (PARTITION BY r.ns, r.id))::integer
+    FROM unnest(nss, ids, contents) AS r(ns, id, content),
+    LATERAL (SELECT u.lexeme, (ts_lexize('english_stem', u.lexeme))[1] AS stem,
+                    coalesce(cardinality(u.positions), 1) AS tf
+               FROM unnest(to_tsvector('simple', r.content)) u) w
+    WHERE w.stem IS NOT NULL
 $fn$;
 
 -- memory_index_add adds episodes to the derived tables. BM25 term weight with
@@ -87,22 +97,22 @@ $fn$;
 -- later writes move avgdl; the drift is small once a namespace has a few
 -- dozen episodes). Locks namespace_stats rows before term_stats rows, each
 -- in key order, so concurrent writers cannot deadlock.
-CREATE FUNCTION memory_index_add(nss text[], ids uuid[], tsvs tsvector[], imps float8[], ats timestamptz[])
+CREATE FUNCTION memory_index_add(nss text[], ids uuid[], contents text[], imps float8[], ats timestamptz[])
 RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     INSERT INTO namespace_stats AS s (namespace, episode_count, total_len)
     SELECT r.ns, count(*), coalesce(sum(d.dl), 0)
     FROM unnest(nss, ids) AS r(ns, id)
-    LEFT JOIN (SELECT DISTINCT namespace, episode_id, dl FROM memory_index_toks(nss, ids, tsvs)) d
+    LEFT JOIN (SELECT DISTINCT namespace, episode_id, dl FROM memory_index_toks(nss, ids, contents)) d
            ON d.namespace = r.ns AND d.episode_id = r.id
     GROUP BY r.ns ORDER BY r.ns
     ON CONFLICT (namespace) DO UPDATE
        SET episode_count = s.episode_count + excluded.episode_count,
            total_len = s.total_len + excluded.total_len;
 
-    INSERT INTO term_stats AS t (namespace, lexeme, df)
-    SELECT namespace, lexeme, count(*) FROM memory_index_toks(nss, ids, tsvs)
+    INSERT INTO term_stats AS t (namespace, lexeme, stem, df)
+    SELECT namespace, lexeme, min(stem), count(*) FROM memory_index_toks(nss, ids, contents)
     GROUP BY namespace, lexeme ORDER BY namespace, lexeme
     ON CONFLICT (namespace, lexeme) DO UPDATE SET df = t.df + excluded.df;
 
@@ -110,30 +120,30 @@ BEGIN
     SELECT k.namespace, k.episode_id, k.lexeme,
            k.tf * 2.2 / (k.tf + 1.2 * (0.25 + 0.75 * k.dl / greatest(s.total_len::float8 / s.episode_count, 1))),
            r.imp, r.at
-    FROM memory_index_toks(nss, ids, tsvs) k
+    FROM memory_index_toks(nss, ids, contents) k
     JOIN unnest(nss, ids, imps, ats) AS r(ns, id, imp, at) ON r.ns = k.namespace AND r.id = k.episode_id
     JOIN namespace_stats s ON s.namespace = k.namespace;
 END
 $fn$;
 
 -- memory_index_remove undoes memory_index_add for episodes being deleted.
-CREATE FUNCTION memory_index_remove(nss text[], ids uuid[], tsvs tsvector[]) RETURNS void
+CREATE FUNCTION memory_index_remove(nss text[], ids uuid[], contents text[]) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
     UPDATE namespace_stats AS s
        SET episode_count = s.episode_count - d.n, total_len = s.total_len - d.len
       FROM (SELECT r.ns, count(*) AS n, coalesce(sum(x.dl), 0) AS len
               FROM unnest(nss, ids) AS r(ns, id)
-              LEFT JOIN (SELECT DISTINCT namespace, episode_id, dl FROM memory_index_toks(nss, ids, tsvs)) x
+              LEFT JOIN (SELECT DISTINCT namespace, episode_id, dl FROM memory_index_toks(nss, ids, contents)) x
                      ON x.namespace = r.ns AND x.episode_id = r.id
              GROUP BY r.ns) d
      WHERE s.namespace = d.ns;
 
     UPDATE term_stats AS t SET df = t.df - d.n
-      FROM (SELECT namespace, lexeme, count(*) AS n FROM memory_index_toks(nss, ids, tsvs)
+      FROM (SELECT namespace, lexeme, count(*) AS n FROM memory_index_toks(nss, ids, contents)
              GROUP BY namespace, lexeme) d
      WHERE t.namespace = d.namespace AND t.lexeme = d.lexeme;
-    DELETE FROM term_stats t USING (SELECT DISTINCT namespace, lexeme FROM memory_index_toks(nss, ids, tsvs)) d
+    DELETE FROM term_stats t USING (SELECT DISTINCT namespace, lexeme FROM memory_index_toks(nss, ids, contents)) d
      WHERE t.namespace = d.namespace AND t.lexeme = d.lexeme AND t.df <= 0;
 
     DELETE FROM postings p USING unnest(nss, ids) AS r(ns, id)
@@ -144,8 +154,8 @@ $fn$;
 CREATE FUNCTION episodes_after_insert() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM memory_index_add(array_agg(namespace), array_agg(id), array_agg(tsv), array_agg(importance), array_agg(created_at))
-       FROM (SELECT namespace, id, tsv, importance, created_at FROM new_rows ORDER BY namespace, id) n
+    PERFORM memory_index_add(array_agg(namespace), array_agg(id), array_agg(content), array_agg(importance), array_agg(created_at))
+       FROM (SELECT namespace, id, content, importance, created_at FROM new_rows ORDER BY namespace, id) n
      HAVING count(*) > 0;
     RETURN NULL;
 END
@@ -154,8 +164,8 @@ $fn$;
 CREATE FUNCTION episodes_after_delete() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM memory_index_remove(array_agg(namespace), array_agg(id), array_agg(tsv))
-       FROM (SELECT namespace, id, tsv FROM old_rows ORDER BY namespace, id) o
+    PERFORM memory_index_remove(array_agg(namespace), array_agg(id), array_agg(content))
+       FROM (SELECT namespace, id, content FROM old_rows ORDER BY namespace, id) o
      HAVING count(*) > 0;
     RETURN NULL;
 END
@@ -167,9 +177,9 @@ $fn$;
 CREATE FUNCTION episodes_after_update() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    IF OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.namespace <> NEW.namespace OR OLD.id <> NEW.id THEN
-        PERFORM memory_index_remove(ARRAY[OLD.namespace], ARRAY[OLD.id], ARRAY[OLD.tsv]);
-        PERFORM memory_index_add(ARRAY[NEW.namespace], ARRAY[NEW.id], ARRAY[NEW.tsv],
+    IF OLD.content <> NEW.content OR OLD.namespace <> NEW.namespace OR OLD.id <> NEW.id THEN
+        PERFORM memory_index_remove(ARRAY[OLD.namespace], ARRAY[OLD.id], ARRAY[OLD.content]);
+        PERFORM memory_index_add(ARRAY[NEW.namespace], ARRAY[NEW.id], ARRAY[NEW.content],
                                  ARRAY[NEW.importance], ARRAY[NEW.created_at]);
     ELSE
         UPDATE postings SET importance = NEW.importance, created_at = NEW.created_at
@@ -184,7 +194,7 @@ CREATE TRIGGER episodes_index_insert AFTER INSERT ON episodes
 CREATE TRIGGER episodes_index_delete AFTER DELETE ON episodes
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION episodes_after_delete();
 CREATE TRIGGER episodes_index_update AFTER UPDATE OF namespace, id, content, importance, created_at ON episodes
-    FOR EACH ROW WHEN (OLD.tsv IS DISTINCT FROM NEW.tsv OR OLD.namespace <> NEW.namespace OR OLD.id <> NEW.id
+    FOR EACH ROW WHEN (OLD.content <> NEW.content OR OLD.namespace <> NEW.namespace OR OLD.id <> NEW.id
                        OR OLD.importance <> NEW.importance OR OLD.created_at <> NEW.created_at)
     EXECUTE FUNCTION episodes_after_update();
 
@@ -192,5 +202,5 @@ CREATE TRIGGER episodes_index_update AFTER UPDATE OF namespace, id, content, imp
 
 DROP TABLE postings, term_stats, namespace_stats, episodes;
 DROP FUNCTION episodes_after_insert(), episodes_after_delete(), episodes_after_update(),
-    memory_index_add(text[], uuid[], tsvector[], float8[], timestamptz[]), memory_index_remove(text[], uuid[], tsvector[]),
-    memory_index_toks(text[], uuid[], tsvector[]);
+    memory_index_add(text[], uuid[], text[], float8[], timestamptz[]), memory_index_remove(text[], uuid[], text[]),
+    memory_index_toks(text[], uuid[], text[]);
