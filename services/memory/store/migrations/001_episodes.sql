@@ -1,14 +1,18 @@
 -- Episodes, and the inverted index that ranked recall reads.
 --
 -- episodes holds what clients wrote; tsv is its generated full-text vector
--- (the 'english' config: stemming, stop words). The statement-level triggers
--- below keep three derived tables exact, in the writing transaction:
---   namespace_stats  episode count and total token length per namespace
+-- (the 'english' config: stems, no stop words), which filtered recall
+-- matches with an OR tsquery. The triggers below keep three derived tables
+-- exact, in the writing transaction (statement-level with transition tables
+-- for inserts and deletes, per row for the rare content update):
+--   namespace_stats  episode count and total indexed words per namespace
 --                    (N and avgdl for BM25, and cheap GetStats counts);
---   term_stats       document frequency of each lexeme per namespace (IDF);
---   postings         one row per (episode, lexeme) with its BM25 term weight
---                    ("impact"), indexed by (namespace, lexeme, impact DESC)
---                    so recall reads only the best few postings of each term.
+--   term_stats       per namespace, each word form's English stem and
+--                    document frequency (IDF);
+--   postings         one row per (episode, word form) with its BM25 term
+--                    weight ("impact"), indexed by (namespace, lexeme,
+--                    impact DESC) so recall reads only the best few
+--                    postings of each form.
 -- Every key starts with the namespace: nothing is shared across namespaces.
 -- Text keys use the "C" collation: byte comparison, no locale cost.
 
