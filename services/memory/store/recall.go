@@ -11,25 +11,24 @@ import (
 )
 
 // Ranked recall scores episodes with BM25 (relevance), blended with
-// importance and recency, in one statement:
+// importance and recency, in one statement (see the package doc for why):
 //
-//   - Unfiltered: for each query lexeme, the TermDepth postings with the
-//     highest BM25 term weight, read from one index (postings_rank, which
-//     also carries importance and created_at); an episode's relevance is the
+//   - The query's content words are stemmed; every word form of the
+//     namespace with one of those stems is a query term, weighted by its
+//     own IDF.
+//   - Unfiltered: for each term, the TermDepth postings with the highest
+//     BM25 term weight, read from one index (postings_rank, which also
+//     carries importance and created_at); an episode's relevance is the
 //     IDF-weighted sum of the weights read. Only the final limit rows touch
-//     the episodes table. The work is bounded whatever the query: a common
-//     word costs at most TermDepth index entries, however many episodes
-//     contain it; the price is that an episode outside a word's top
-//     TermDepth gets no credit for that word, which matters only for words
-//     so common that their IDF is small.
+//     the episodes table, and the work is bounded whatever the query.
 //   - Filtered (session, time range, minimum importance): the
 //     FilteredCandidates most recent episodes that pass the filters and
 //     match the OR tsquery, each scored exactly from its own postings.
 //
 // Relevance is then divided by the best candidate's, so the best scores 1.
 const (
-	// TermDepth is how many postings of each query lexeme unfiltered
-	// recall reads.
+	// TermDepth is how many postings of each query term unfiltered recall
+	// reads.
 	TermDepth = 200
 	// FilteredCandidates caps the candidates of a filtered ranked recall.
 	FilteredCandidates = 2000
