@@ -2,7 +2,8 @@
 // language-like text with a Zipf vocabulary, by default 100,000 episodes in
 // 20 namespaces, queried at a fixed concurrency for a fixed time. It reports
 // p50/p95/p99 latency, throughput and errors for (a) the exact SQL that
-// store.Recall runs, straight through pgx, and (b) when --grpc-addr is given,
+// store.Recall runs, straight through pgx, (b) store.Recall itself (the same
+// statement plus decoding into episodes), and (c) when --grpc-addr is given,
 // brain.memory.v1.MemoryService/Recall over gRPC, with their ratio, as a
 // markdown table.
 //
@@ -182,6 +183,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return n, rows.Err()
 	}
 	results := []result{measure(ctx, "SQL via pgx (store.RecallStatement)", o, sqlCall)}
+	st := store.New(pool)
+	storeCall := func(ctx context.Context, i int) (int, error) {
+		rs, err := st.Recall(ctx, query(i))
+		return len(rs), err
+	}
+	results = append(results, measure(ctx, "store.Recall (Go API, rows decoded)", o, storeCall))
 
 	if o.grpcAddr != "" {
 		conn, err := grpc.NewClient(o.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -308,10 +315,11 @@ func report(out io.Writer, results []result) {
 		fmt.Fprintf(out, "| %s | %d | %d | %.0f/s | %s | %s | %s | %.2f | %.1f%% |\n", r.name, ok, r.errors, r.throughput(),
 			ms(r.pct(0.50)), ms(r.pct(0.95)), ms(r.pct(0.99)), float64(r.rows)/float64(max(ok, 1)), 100*float64(r.empty)/float64(max(ok, 1)))
 	}
-	if len(results) == 2 {
-		a, b := results[0], results[1]
+	fmt.Fprintln(out)
+	for _, b := range results[1:] {
+		a := results[0]
 		ratio := func(x, y time.Duration) float64 { return float64(y) / float64(max(x, 1)) }
-		fmt.Fprintf(out, "\ngRPC / SQL: p50 %.2f×, p99 %.2f×, throughput %.2f×\n",
+		fmt.Fprintf(out, "%s / SQL: p50 %.2f×, p99 %.2f×, throughput %.2f×\n", b.name,
 			ratio(a.pct(0.5), b.pct(0.5)), ratio(a.pct(0.99), b.pct(0.99)), b.throughput()/max(a.throughput(), 1e-9))
 	}
 	for _, r := range results {
