@@ -23,14 +23,14 @@
 // of the namespace with the same stem matches, each weighted by its own IDF
 // ln(1 + (N − df + 0.5)/(df + 0.5)). Matching by stem finds "adopted" for
 // "adopt"; weighting by the form's own IDF keeps a rare form ("resting")
-// from being drowned by a common one of the same stem ("rest"). Unfiltered
-// recall then reads, for each matching form, only its TermDepth best
-// postings (an index-only scan), sums them per episode, blends relevance
-// (divided by the best candidate's) with importance and recency, and joins
-// the episodes table for the final limit rows only: one round trip, bounded
-// work. Filtered recall (session, time range, importance) scores the
-// FilteredCandidates most recent episodes that pass the filters and match
-// the OR tsquery on the generated tsv column.
+// from being drowned by a common one of the same stem ("rest"). Recall
+// without a session filter then reads, for each matching form, only its TermDepth best
+// postings that pass the time and importance filters (an index-only scan),
+// sums them per episode, blends relevance (divided by the best candidate's)
+// with importance and recency, and joins the episodes table for the final
+// limit rows only: one round trip, bounded work. Session-filtered recall
+// scores the SessionCandidates most recent episodes of the session that
+// match the OR tsquery on the generated tsv column.
 //
 // Measured (cmd/memorybench, this 2-core machine, 100,000 corpus episodes in
 // 20 namespaces, concurrency 8, the exact statement Recall runs): about

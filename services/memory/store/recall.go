@@ -16,22 +16,24 @@ import (
 //   - The query's content words are stemmed; every word form of the
 //     namespace with one of those stems is a query term, weighted by its
 //     own IDF.
-//   - Unfiltered: for each term, the TermDepth postings with the highest
-//     BM25 term weight, read from one index (postings_rank, which also
-//     carries importance and created_at); an episode's relevance is the
+//   - Without a session filter: for each term, the TermDepth postings with
+//     the highest BM25 term weight that pass the time and importance
+//     filters, read from one index (postings_rank, which also carries
+//     importance and created_at); an episode's relevance is the
 //     IDF-weighted sum of the weights read. Only the final limit rows touch
 //     the episodes table, and the work is bounded whatever the query.
-//   - Filtered (session, time range, minimum importance): the
-//     FilteredCandidates most recent episodes that pass the filters and
-//     match the OR tsquery, each scored exactly from its own postings.
+//   - With a session filter: the SessionCandidates most recent episodes of
+//     the session that pass the other filters and match the OR tsquery,
+//     each scored exactly from its own postings.
 //
 // Relevance is then divided by the best candidate's, so the best scores 1.
 const (
 	// TermDepth is how many postings of each query term unfiltered recall
 	// reads.
 	TermDepth = 200
-	// FilteredCandidates caps the candidates of a filtered ranked recall.
-	FilteredCandidates = 2000
+	// SessionCandidates caps the candidates of a session-filtered ranked
+	// recall.
+	SessionCandidates = 2000
 )
 
 // Statement is one SQL statement with its bind arguments.
@@ -51,21 +53,22 @@ func (a *args) add(v any) string {
 	return "$" + strconv.Itoa(len(*a))
 }
 
-// filterSQL appends the query's filters on episodes e; each value is a bind
-// argument, never SQL text.
-func filterSQL(q recall.Query, a *args) string {
+// filterSQL appends the query's filters on the rows of alias (episodes or
+// postings, which share the column names); each value is a bind argument,
+// never SQL text. The session filter only applies to episodes.
+func filterSQL(q recall.Query, a *args, alias string) string {
 	var b strings.Builder
 	if q.SessionID != "" {
-		b.WriteString(" AND e.session_id = " + a.add(q.SessionID))
+		b.WriteString(" AND " + alias + ".session_id = " + a.add(q.SessionID))
 	}
 	if q.CreatedAfter != nil {
-		b.WriteString(" AND e.created_at >= " + a.add(*q.CreatedAfter))
+		b.WriteString(" AND " + alias + ".created_at >= " + a.add(*q.CreatedAfter))
 	}
 	if q.CreatedBefore != nil {
-		b.WriteString(" AND e.created_at < " + a.add(*q.CreatedBefore))
+		b.WriteString(" AND " + alias + ".created_at < " + a.add(*q.CreatedBefore))
 	}
 	if q.MinImportance != nil {
-		b.WriteString(" AND e.importance >= " + a.add(*q.MinImportance))
+		b.WriteString(" AND " + alias + ".importance >= " + a.add(*q.MinImportance))
 	}
 	return b.String()
 }
@@ -105,22 +108,25 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 	limit := a.add(q.Limit)
 
 	var hits string
-	if q.Filtered() {
+	if q.SessionID != "" {
 		tsq := a.add(recall.TSQuery(terms))
-		filters := filterSQL(q, &a)
+		filters := filterSQL(q, &a, "e")
 		hits = `SELECT c.id AS episode_id, r.rel, c.importance, c.created_at
 	FROM (SELECT e.id, e.importance, e.created_at FROM episodes e
 		WHERE e.namespace = ` + ns + ` AND e.tsv @@ to_tsquery('english', ` + tsq + `)` + filters + `
-		ORDER BY e.created_at DESC LIMIT ` + a.add(FilteredCandidates) + `) c
+		ORDER BY e.created_at DESC LIMIT ` + a.add(SessionCandidates) + `) c
 	CROSS JOIN LATERAL (SELECT sum(t.idf * p.impact) AS rel
 		FROM postings p JOIN terms t ON t.lexeme = p.lexeme
 		WHERE p.namespace = ` + ns + ` AND p.episode_id = c.id) r
 	WHERE r.rel > 0`
 	} else {
+		// Time and importance filters apply to the postings themselves
+		// (they carry both), so the best TermDepth are the best that pass.
+		filters := filterSQL(q, &a, "p")
 		hits = `SELECT h.episode_id, sum(t.idf * h.impact) AS rel, max(h.importance) AS importance, max(h.created_at) AS created_at
 	FROM terms t CROSS JOIN LATERAL (
 		SELECT p.episode_id, p.impact, p.importance, p.created_at FROM postings p
-		WHERE p.namespace = ` + ns + ` AND p.lexeme = t.lexeme
+		WHERE p.namespace = ` + ns + ` AND p.lexeme = t.lexeme` + filters + `
 		ORDER BY p.impact DESC LIMIT ` + a.add(TermDepth) + `) h
 	GROUP BY h.episode_id`
 	}
@@ -157,7 +163,7 @@ func substringStatement(q recall.Query) Statement {
 	asOf := a.add(q.AsOf)
 	halfLife := a.add(q.HalfLife.Seconds())
 	wRel, wImp, wRec := a.add(q.Weights.Relevance), a.add(q.Weights.Importance), a.add(q.Weights.Recency)
-	filters := filterSQL(q, &a)
+	filters := filterSQL(q, &a, "e")
 	sql := `WITH parts AS (
 	SELECT e.id AS episode_id, e.created_at, 1::float8 AS relevance, e.importance,
 		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - e.created_at)::float8, 0) / ` + halfLife + `::float8) AS recency
