@@ -1,0 +1,163 @@
+package stack
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Postgres says where memory finds PostgreSQL: either URL (DATABASE_URL,
+// which may carry the password) or the POSTGRES_* fields with a password
+// file, never both.
+type Postgres struct {
+	URL          string
+	Host         string
+	Port         int
+	User         string
+	Database     string
+	PasswordFile string
+}
+
+func (pg Postgres) env() []string {
+	if pg.URL != "" {
+		return []string{"DATABASE_URL=" + pg.URL}
+	}
+	user := pg.User
+	if user == "" {
+		user = "brain"
+	}
+	return []string{
+		"POSTGRES_HOST=" + pg.Host,
+		"POSTGRES_PORT=" + strconv.Itoa(pg.Port),
+		"POSTGRES_USER=" + user,
+		"POSTGRES_DB=" + pg.Database,
+		"POSTGRES_SSLMODE=disable",
+		"POSTGRES_PASSWORD_FILE=" + pg.PasswordFile,
+	}
+}
+
+// MemoryConfig configures StartMemory.
+type MemoryConfig struct {
+	Postgres Postgres
+	// GRPCAddr and HTTPAddr default to free loopback ports. Pass the
+	// addresses of a killed memory to restart it where clients expect it.
+	GRPCAddr, HTTPAddr string
+	// Env adds or overrides variables (KEY=VALUE), e.g. RECALL_TIMEOUT=1s.
+	Env []string
+}
+
+// OrchestratorConfig configures StartOrchestrator.
+type OrchestratorConfig struct {
+	MemoryAddr         string
+	GRPCAddr, HTTPAddr string
+	Env                []string
+}
+
+// Defaults every process gets unless overridden: the documented defaults
+// spelled out, so a change of default does not silently change the suites,
+// and a drain period short enough for tests.
+var commonDefaults = []string{
+	"LOG_LEVEL=info",
+	"DRAIN_TIMEOUT=5s",
+	"SHUTDOWN_DELAY=0s",
+	"PROBE_INTERVAL=500ms",
+	"PROBE_TIMEOUT=1s",
+}
+
+// StartMemory starts `memory serve` with migrations on start.
+func StartMemory(t testing.TB, bin string, cfg MemoryConfig) *Process {
+	t.Helper()
+	grpcAddr, httpAddr := addrOr(t, cfg.GRPCAddr), addrOr(t, cfg.HTTPAddr)
+	env := append(append([]string{}, commonDefaults...), "MIGRATE_ON_START=true", "RECALL_TIMEOUT=300ms")
+	env = append(env, cfg.Postgres.env()...)
+	env = append(env, "GRPC_ADDR="+grpcAddr, "HTTP_ADDR="+httpAddr)
+	return Start(t, Spec{
+		Name: "memory", Bin: bin, Args: []string{"serve"},
+		Env:      baseEnv(merge(env, cfg.Env)),
+		GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
+	})
+}
+
+// StartOrchestrator starts `orchestrator serve` against memory at
+// cfg.MemoryAddr.
+func StartOrchestrator(t testing.TB, bin string, cfg OrchestratorConfig) *Process {
+	t.Helper()
+	grpcAddr, httpAddr := addrOr(t, cfg.GRPCAddr), addrOr(t, cfg.HTTPAddr)
+	env := append(append([]string{}, commonDefaults...), "ORCHESTRATE_BUDGET=300ms", "MEMORY_ADDR="+cfg.MemoryAddr)
+	env = append(env, "GRPC_ADDR="+grpcAddr, "HTTP_ADDR="+httpAddr)
+	return Start(t, Spec{
+		Name: "orchestrator", Bin: bin, Args: []string{"serve"},
+		Env:      baseEnv(merge(env, cfg.Env)),
+		GRPCAddr: grpcAddr, HTTPAddr: httpAddr,
+	})
+}
+
+// baseEnv adds what any process needs from the test's environment (PATH,
+// HOME, TMPDIR) to env.
+func baseEnv(env []string) []string {
+	out := append([]string{}, env...)
+	for _, k := range []string{"PATH", "HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+// merge returns base with each KEY=VALUE of over replacing base's KEY.
+func merge(base, over []string) []string {
+	out := append([]string{}, base...)
+	for _, kv := range over {
+		k, _, _ := strings.Cut(kv, "=")
+		replaced := false
+		for i, b := range out {
+			if bk, _, _ := strings.Cut(b, "="); bk == k {
+				out[i], replaced = kv, true
+			}
+		}
+		if !replaced {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func addrOr(t testing.TB, addr string) string {
+	t.Helper()
+	if addr != "" {
+		return addr
+	}
+	a, err := FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// FreeAddr returns a loopback address nobody listens on (the kernel picked
+// the port and it was released again; another process could take it, which
+// on a test machine it practically never does).
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+// Port is the port of a host:port address.
+func Port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
