@@ -67,5 +67,45 @@ test-short:
 run: build
 	bin/devstack
 
+# Drives a stack of its own (PostgreSQL under .run/load on port 55442, memory
+# 127.0.0.1:19091/18081, orchestrator 127.0.0.1:19090/18080, no demo seed;
+# the 100k-episode corpus is loaded once and kept there) with brainload:
+# raw SQL, gRPC, JSON, Orchestrate and mixed phases, start-up, breaker-open,
+# outage and silent-drop measurements; prints the tables (also written to
+# .run/load/report.md) and stops the stack, on failure and Ctrl-C too.
+# Extra brainload flags: make load LOAD_FLAGS='--duration 30s'.
+load: build
+	@dir=.run/load; mkdir -p $$dir; \
+	go build -o bin/brainload ./services/e2e/cmd/brainload; \
+	echo "load: starting the stack (log $$dir/devstack.log)"; \
+	env -u DATABASE_URL BRAIN_SEED=false bin/devstack --run-dir $$dir --pg-port 55442 \
+	  --memory-grpc 127.0.0.1:19091 --memory-http 127.0.0.1:18081 \
+	  --orchestrator-grpc 127.0.0.1:19090 --orchestrator-http 127.0.0.1:18080 >$$dir/devstack.log 2>&1 & \
+	stack=$$!; \
+	trap 'kill -TERM $$stack 2>/dev/null && wait $$stack 2>/dev/null; echo "load: stack stopped"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for i in $$(seq 600); do \
+	  if bin/orchestrator health --addr 127.0.0.1:19090 --service memory/postgres --timeout 1s >/dev/null 2>&1; then break; fi; \
+	  if ! kill -0 $$stack 2>/dev/null; then cat $$dir/devstack.log; echo "load: the stack did not start"; exit 1; fi; \
+	  sleep 0.2; \
+	done; \
+	bin/orchestrator health --addr 127.0.0.1:19090 --service memory/postgres --timeout 1s >/dev/null || \
+	  { cat $$dir/devstack.log; echo "load: the stack is not healthy after 2 minutes"; exit 1; }; \
+	POSTGRES_HOST=127.0.0.1 POSTGRES_PORT=55442 POSTGRES_USER=brain POSTGRES_DB=brain POSTGRES_SSLMODE=disable \
+	POSTGRES_PASSWORD_FILE=$$dir/postgres/pwfile \
+	bin/brainload --memory-grpc 127.0.0.1:19091 --memory-http 127.0.0.1:18081 \
+	  --orchestrator-grpc 127.0.0.1:19090 --http 127.0.0.1:18080 \
+	  --load-corpus 100000 --namespaces 20 --concurrency 8 --duration 10s \
+	  --memory-bin bin/memory --orchestrator-bin bin/orchestrator \
+	  --log-dir $$dir/brainload --out $$dir/report.md $(LOAD_FLAGS)
+
+# Recall on the 100k-episode corpus, raw SQL through pgx, in a PostgreSQL of
+# its own (kept in .run/bench so the corpus loads once), then the
+# orchestrator's in-process benchmarks (orchestration cost beyond recall,
+# time to the first LAB result).
+bench:
+	go run ./services/memory/cmd/memorybench --pgtest --pgtest-dir .run/bench --load
+	go test -run '^$$' -bench . -count 1 ./services/orchestrator/api
+
 clean:
 	rm -rf bin .bin

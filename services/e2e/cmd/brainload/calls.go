@@ -79,7 +79,8 @@ func (w *workload) sqlRecall(ctx context.Context, i int) (outcome, error) {
 
 // checkRecall says whether a healthy-path answer came from PostgreSQL.
 func checkRecall(out *outcome, resp *memoryv1.RecallResponse) {
-	out.degraded = resp.GetDegraded() || resp.GetSource() != memoryv1.RecallSource_RECALL_SOURCE_POSTGRES
+	out.fallback = resp.GetSource() != memoryv1.RecallSource_RECALL_SOURCE_POSTGRES
+	out.degraded = resp.GetDegraded() || out.fallback
 	if out.degraded {
 		out.note = resp.GetSource().String() + ": " + resp.GetDegradedReason()
 	}
@@ -165,6 +166,9 @@ func (w *workload) orchestrate(ctx context.Context, i int) (outcome, error) {
 			labs++
 			if ev.Lab.GetLabId() == "LAB_011" {
 				lab011 = ev.Lab.GetElapsed().AsDuration()
+			}
+			if wm := ev.Lab.GetWorkingMemory(); wm != nil && wm.GetSource() != memoryv1.RecallSource_RECALL_SOURCE_POSTGRES {
+				out.fallback = true
 			}
 			if s := ev.Lab.GetStatus(); s != orchestratorv1.LabStatus_LAB_STATUS_OK && !out.degraded {
 				out.degraded = true

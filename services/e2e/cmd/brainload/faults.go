@@ -221,12 +221,13 @@ func (f *faults) deadPostgres(ctx context.Context) (phase, error) {
 		return phase{}, err
 	}
 	call := func(ctx context.Context, i int) (outcome, error) {
-		out := outcome{kind: kindDead, degraded: true}
+		out := outcome{kind: kindDead}
 		resp, err := client.Recall(ctx, f.w.recallRequest(i))
-		switch {
-		case err != nil:
+		if err != nil {
 			return out, err
-		case !resp.GetDegraded() || resp.GetSource() == memoryv1.RecallSource_RECALL_SOURCE_POSTGRES:
+		}
+		checkRecall(&out, resp)
+		if !resp.GetDegraded() || resp.GetSource() == memoryv1.RecallSource_RECALL_SOURCE_POSTGRES {
 			return out, fmt.Errorf("answer not flagged degraded: source %s", resp.GetSource())
 		}
 		return out, nil
@@ -351,7 +352,7 @@ func (f *faults) outage(ctx context.Context, t *timings) ([]phase, error) {
 		if err != nil {
 			return out, err
 		}
-		out.degraded = resp.GetDegraded()
+		checkRecall(&out, resp)
 		return out, nil
 	}
 	recallCfg := runConfig{concurrency: f.load.concurrency, duration: f.dropDuration, maxRequests: f.load.maxRequests, callTimeout: 300 * time.Millisecond}

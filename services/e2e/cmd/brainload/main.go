@@ -314,6 +314,19 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		logf("phase %s: concurrency %d, %s after %s warm-up", name, o.run.concurrency, o.run.duration, o.run.warmup)
 		res.phases = append(res.phases, run(ctx, name, o.run, call))
 		res.loadPhases[name] = true
+		// An open breaker turns every later phase into a measurement of the
+		// fallback; say so where the numbers are read.
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := w.memory.GetStats(sctx, &memoryv1.GetStatsRequest{})
+		cancel()
+		switch {
+		case err != nil:
+			res.notes = append(res.notes, fmt.Sprintf("memory GetStats after phase %s: %v", name, err))
+		case st.GetBreaker() == memoryv1.BreakerState_BREAKER_STATE_OPEN:
+			n := fmt.Sprintf("memory's circuit breaker was open at the end of phase %s (postgres_available %v)", name, st.GetPostgresAvailable())
+			logf("%s", n)
+			res.notes = append(res.notes, n)
+		}
 	}
 	if w.pool != nil {
 		measure("sql", phSQL, w.sqlRecall)
@@ -339,12 +352,18 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		stopSampler()
 	}
 	loadAfterLoad := loadavg(proc)
+	sctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	after, err := w.memory.GetStats(sctx, &memoryv1.GetStatsRequest{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("memory GetStats after the load phases: %w", err)
+	}
 
 	if err := runFaults(ctx, o, poolCfg, w, res, logf); err != nil {
 		return err
 	}
 
-	res.header = header(o, stats, loadStart, loadAfterLoad, loadavg(proc), pids)
+	res.header = header(o, stats, after, loadStart, loadAfterLoad, loadavg(proc), pids)
 	res.write(stdout)
 	if o.outFile != "" {
 		f, err := os.Create(o.outFile)
@@ -441,7 +460,7 @@ func splitEnv(hostPort, user, db, pwFile string) []string {
 	return env
 }
 
-func header(o options, st *memoryv1.GetStatsResponse, loadStart, loadMid, loadEnd string, pids map[string]int) []string {
+func header(o options, st, after *memoryv1.GetStatsResponse, loadStart, loadMid, loadEnd string, pids map[string]int) []string {
 	cpu := "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
@@ -464,6 +483,8 @@ func header(o options, st *memoryv1.GetStatsResponse, loadStart, loadMid, loadEn
 		fmt.Sprintf("- load average (1/5/15 min): %s at start, %s after the load phases, %s at the end", loadStart, loadMid, loadEnd),
 		fmt.Sprintf("- store: %d episodes in %d namespaces (schema %d); corpus seed %d, %d distinct queries, limit %d",
 			st.GetEpisodeCount(), st.GetNamespaceCount(), st.GetSchemaVersion(), o.seed, o.queries, o.limit),
+		fmt.Sprintf("- memory after the load phases: %d episodes, recall cache %d entries, pool %d/%d connections, breaker %s",
+			after.GetEpisodeCount(), after.GetCacheEntries(), after.GetPool().GetTotalConns(), after.GetPool().GetMaxConns(), after.GetBreaker()),
 		fmt.Sprintf("- load: concurrency %d, %s measured after %s warm-up per phase, at most %d calls, %s deadline per call; mix %s",
 			o.run.concurrency, o.run.duration, o.run.warmup, o.run.maxRequests, o.run.callTimeout, o.mix),
 		fmt.Sprintf("- targets: memory %s (HTTP %s), orchestrator %s (HTTP %s); %s", o.memoryGRPC, o.memoryHTTP, o.orchGRPC, o.frontHTTP, strings.Join(pidText, ", ")),

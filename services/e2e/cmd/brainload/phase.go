@@ -19,6 +19,9 @@ type sample struct {
 type outcome struct {
 	kind     string
 	degraded bool
+	// fallback: the recall behind the answer did not come from PostgreSQL
+	// (cache or nothing), so its latency is not that of the healthy path.
+	fallback bool
 	note     string // why it was degraded
 	extra    []sample
 }
@@ -33,12 +36,18 @@ type row struct {
 	latencies []time.Duration // sorted once the phase ends
 	errors    int
 	degraded  int
+	fallback  int
 	firstErr  error
 	firstNote string // the reason of the first degraded answer
 	elapsed   time.Duration
 	// derived marks a row of extra timings: its count is not a request count,
 	// so it has no throughput.
 	derived bool
+}
+
+// fallbackShare is the fraction of answers not served from PostgreSQL.
+func (r row) fallbackShare() float64 {
+	return float64(r.fallback) / float64(max(len(r.latencies), 1))
 }
 
 // pct is the nearest-rank percentile p (0..1] of the sorted latencies.
@@ -159,6 +168,9 @@ func runOnce(ctx context.Context, name string, cfg runConfig, d time.Duration, c
 					}
 				} else {
 					r.latencies = append(r.latencies, el)
+					if out.fallback {
+						r.fallback++
+					}
 					if out.degraded {
 						r.degraded++
 						if r.firstNote == "" {

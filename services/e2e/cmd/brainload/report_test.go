@@ -28,6 +28,7 @@ func TestBudgetsVerdicts(t *testing.T) {
 			// 2 ms p50 at 1,500/s: 2× the SQL, over the 1.3× budget.
 			{name: phGRPC, rows: []row{{name: kindGRPC, latencies: flat(1500, 2*time.Millisecond), elapsed: sec}}},
 			{name: phJSONMemory, rows: []row{{name: kindJSONMemory, latencies: flat(100, 3*time.Millisecond), elapsed: sec}}},
+			{name: phJSONFront, rows: []row{{name: kindJSONFront, latencies: flat(100, time.Millisecond), fallback: 50, elapsed: sec}}},
 			{name: phDead, rows: []row{{name: kindDead, latencies: flat(100, time.Millisecond), errors: 1, firstErr: errors.New("answer not flagged degraded"), elapsed: sec}}},
 		},
 	}
@@ -44,7 +45,7 @@ func TestBudgetsVerdicts(t *testing.T) {
 		{"Recall throughput (gRPC, concurrency 8)", "met", "1500/s"},
 		{"Recall service overhead vs raw SQL (gRPC p50 / SQL p50)", "**NOT met**", "2.00×"},
 		{"JSON vs gRPC, same Recall (memory's gateway, p50)", "met", "1.50×"},
-		{"JSON vs gRPC, same Recall (orchestrator's front door, p50)", notMeasured, ""},
+		{"JSON vs gRPC, same Recall (orchestrator's front door, p50)", `**invalid**: 50% of "` + kindJSONFront + `" answers not from Postgres`, "0.50×"},
 		{"Orchestrate, all nine LABs, beyond its recall (p50)", "", ""}, // absent: named differently when not measured
 		{"Recall with Postgres dead, breaker open (p99, all degraded)", "**NOT met**", "1 of 101"},
 		{"process start → SERVING, Postgres up", "**NOT met**", "1200 ms"},
