@@ -101,7 +101,10 @@ func TestBlockedProbeDoesNotBlockCheckOrReadyz(t *testing.T) {
 		}
 		rec := httptest.NewRecorder()
 		r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz?verbose", nil))
-		if took := time.Since(start); took > 100*time.Millisecond {
+		// The probe never returns while the test runs, so any bound proves
+		// the answers do not wait for it; a generous one keeps a loaded CI
+		// machine from failing the test.
+		if took := time.Since(start); took > 2*time.Second {
 			t.Fatalf("health answers took %s with a stuck probe", took)
 		}
 		if rec.Code != http.StatusOK { // non-critical: reported, still ready

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -55,6 +57,9 @@ type Config struct {
 	TLSKeyFile  string
 	// OpenAPI is served at /openapi.json when set.
 	OpenAPI []byte
+	// Pprof serves the Go profiler at /debug/pprof/ on the HTTP port. Off by
+	// default: profiles expose internals and cost CPU.
+	Pprof bool
 }
 
 // Flags are the common command-line flags, bound to their variables.
@@ -64,6 +69,7 @@ type Flags struct {
 	drain, delay                 *time.Duration
 	maxRecv                      *int
 	cert, key                    *string
+	pprof                        *bool
 }
 
 // BindFlags defines the common flags (and their variables) on b.
@@ -78,6 +84,7 @@ func BindFlags(b *config.Binder, name, defGRPC, defHTTP string) *Flags {
 		maxRecv:  b.Int("max-recv-bytes", "MAX_RECV_BYTES", 4<<20, "largest gRPC message or HTTP body accepted"),
 		cert:     b.String("tls-cert-file", "TLS_CERT_FILE", "", "TLS certificate (PEM) for the gRPC port"),
 		key:      b.String("tls-key-file", "TLS_KEY_FILE", "", "TLS private key (PEM) for the gRPC port"),
+		pprof:    b.Bool("pprof", "PPROF", false, "serve the Go profiler at /debug/pprof/ on the HTTP port"),
 	}
 }
 
@@ -95,6 +102,7 @@ func (f *Flags) Config() Config {
 		MaxRecvBytes:  *f.maxRecv,
 		TLSCertFile:   *f.cert,
 		TLSKeyFile:    *f.key,
+		Pprof:         *f.pprof,
 	}
 }
 
@@ -148,6 +156,9 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		// Reuse a few goroutines for incoming streams instead of one new
+		// goroutine (and stack growth) per call: ~7% of Recall's CPU.
+		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 		grpc.ChainUnaryInterceptor(unaryInterceptors(log, s.rpcm)...),
 		grpc.ChainStreamInterceptor(streamInterceptors(log, s.rpcm)...),
 		// Let clients keep connections alive through idle periods (the
@@ -177,6 +188,13 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 	s.httpMux.Handle("/readyz", s.health.Handler())
 	s.httpMux.Handle("/readyz/", s.health.Handler())
 	s.httpMux.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics}))
+	if cfg.Pprof {
+		s.httpMux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.httpMux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.httpMux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.httpMux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.httpMux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if len(cfg.OpenAPI) > 0 {
 		doc := cfg.OpenAPI
 		s.httpMux.HandleFunc("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
