@@ -535,4 +535,3 @@ func healthOf(conn *grpc.ClientConn, svc string) string {
 	}
 	return healthpb.HealthCheckResponse_ServingStatus_name[int32(st)]
 }
-

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,12 +20,15 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
+	"github.com/brainhq/brain/services/e2e/internal/stack"
 )
 
 // labIDs are the nine LABs every run streams.
@@ -99,15 +103,19 @@ type run struct {
 	summaryLast bool
 	msgs        int
 	// first and elapsed are the times to the first message and to the end
-	// of the stream, from the call.
+	// of the stream, from the call; ended is when it ended.
 	first, elapsed time.Duration
+	ended          time.Time
 	err            error
 }
 
 func orchestrate(ctx context.Context, c orchestratorv1.OrchestratorServiceClient, req *orchestratorv1.OrchestrateRequest) (r run) {
 	r.labs = map[string]*orchestratorv1.LabResult{}
 	start := time.Now()
-	defer func() { r.elapsed = time.Since(start) }()
+	defer func() {
+		r.ended = time.Now()
+		r.elapsed = r.ended.Sub(start)
+	}()
 	stream, err := c.Orchestrate(ctx, req)
 	if err != nil {
 		r.err = err
@@ -322,4 +330,17 @@ func invokeRaw(ctx context.Context, conn *grpc.ClientConn, method string, body [
 	var out rawFrame
 	err := conn.Invoke(ctx, method, &rawFrame{b: body}, &out, grpc.ForceCodecV2(rawCodec{}))
 	return out.b, err
+}
+
+func insecureCreds() credentials.TransportCredentials { return insecure.NewCredentials() }
+
+// runHealthCmd runs the binary's own health subcommand against p, as a
+// container HEALTHCHECK does; nil means exit 0 (SERVING).
+func runHealthCmd(t *testing.T, p *stack.Process, service string) error {
+	t.Helper()
+	out, err := exec.CommandContext(ctxFor(t, 5*time.Second), p.Bin, "health", "--addr", p.GRPCAddr, "--service", service).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
 }

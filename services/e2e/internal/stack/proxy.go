@@ -17,9 +17,10 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	open  chan struct{} // closed while forwarding
-	conns map[net.Conn]struct{}
+	mu       sync.Mutex
+	open     chan struct{} // closed while forwarding
+	conns    map[net.Conn]struct{}
+	accepted int
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -94,6 +95,14 @@ func (p *Proxy) Dropping() bool {
 	}
 }
 
+// Accepted is the number of connections accepted so far: each is a
+// client's connection attempt.
+func (p *Proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
 // Close stops the proxy, closes every connection and waits for its
 // goroutines.
 func (p *Proxy) Close() error {
@@ -162,6 +171,9 @@ func (p *Proxy) accept() {
 		if !p.track(c) {
 			return
 		}
+		p.mu.Lock()
+		p.accepted++
+		p.mu.Unlock()
 		p.wg.Add(1)
 		go p.serve(c)
 	}

@@ -65,6 +65,9 @@ func TestProxyDropsSilentlyAndResumes(t *testing.T) {
 	if got, err := roundTrip(t, c, r, "one", time.Second); err != nil || got != "one\n" {
 		t.Fatalf("forwarding: got %q, %v", got, err)
 	}
+	if n := p.Accepted(); n != 1 {
+		t.Errorf("Accepted() = %d, want 1", n)
+	}
 	p.Drop()
 	if !p.Dropping() {
 		t.Fatal("Dropping() = false after Drop")
