@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -117,10 +116,8 @@ func testHealth(t *testing.T, s *sharedStack) {
 				t.Errorf("%s health %q took %s", c.proc.Name, svc, d)
 			}
 			// The binary's own health subcommand, as a container HEALTHCHECK runs it.
-			ctx := ctxFor(t, 5*time.Second)
-			out, err := exec.CommandContext(ctx, c.proc.Bin, "health", "--addr", c.proc.GRPCAddr, "--service", svc).CombinedOutput()
-			if err != nil {
-				t.Errorf("%s health --service %q: %v\n%s", c.proc.Name, svc, err, out)
+			if err := runHealthCmd(t, c.proc, svc); err != nil {
+				t.Errorf("%s health --service %q: %v", c.proc.Name, svc, err)
 			}
 		}
 		if _, err := stack.Check(c.conn, "no-such-service", time.Second); code(err) != codes.NotFound {

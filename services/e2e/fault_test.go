@@ -248,6 +248,13 @@ func (l *ledger) failures() int {
 	return len(l.failed)
 }
 
+// refused counts writes answered UNAVAILABLE.
+func (l *ledger) refused() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.codes[codes.Unavailable]
+}
+
 func (l *ledger) ackedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -759,7 +766,7 @@ func TestFaultSIGTERMDuringStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkStopping(t, f.orch, f.orchConn, termAt, delay, drain, lateRun(t))
-		checkExit(t, f.orch, termAt, delay, drain)
+		checkExit(t, f.orch, termAt, delay, drain, "with 3 streams in flight")
 		inFlight(t, runs.wait(), termAt, "SIGTERM", termAt)
 	})
 
@@ -833,8 +840,37 @@ func TestFaultSIGTERMDuringStreams(t *testing.T) {
 		// PostgreSQL still dropping, closing the pool waits up to 15 s for
 		// pgx's cancel requests (see TestKnownBugMemoryExitWhilePostgresDrops).
 		f.pgProxy.Forward()
-		checkExit(t, f.mem, termAt, delay, drain)
+		checkExit(t, f.mem, termAt, delay, drain, "with 3 recalls and 2 runs in flight")
 		inFlight(t, runs.wait(), termAt, "SIGTERM", termAt)
+	})
+
+	t.Run("memory under a writer", func(t *testing.T) {
+		// Writes keep coming while memory stops: every acknowledged one is
+		// stored, once, and every refused one stores once when retried.
+		pg := stack.Postgres{Host: "127.0.0.1", Port: stack.Port(f.pgProxy.Addr()), Database: f.db, PasswordFile: f.cluster.PasswordFile()}
+		mem := stack.StartMemory(t, bins.Memory, stack.MemoryConfig{Postgres: pg, Env: env})
+		conn := stack.Dial(t, mem.GRPCAddr)
+		stack.MustWaitHealth(t, conn, "postgres", stack.Serving, mem.Started, 5*time.Second)
+		ns := namespace("stopping")
+		l, stopWriter := startWriter(memoryv1.NewMemoryServiceClient(conn), ns)
+		defer stopWriter()
+		time.Sleep(200 * time.Millisecond)
+		termAt := time.Now()
+		if err := mem.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		checkExit(t, mem, termAt, delay, drain, "under a writer")
+		for l.refused() == 0 && time.Since(termAt) < delay+drain {
+			time.Sleep(10 * time.Millisecond) // until the writer has seen the door shut
+		}
+		stopWriter()
+		if l.failures() == 0 || l.ackedCount() == 0 {
+			t.Fatalf("writer: %d acknowledged, %d failed; want both around the stop", l.ackedCount(), l.failures())
+		}
+		next := stack.StartMemory(t, bins.Memory, stack.MemoryConfig{Postgres: pg})
+		nextConn := stack.Dial(t, next.GRPCAddr)
+		stack.MustWaitHealth(t, nextConn, "postgres", stack.Serving, next.Started, 5*time.Second)
+		l.settle(t, memoryv1.NewMemoryServiceClient(nextConn), ns)
 	})
 }
 
@@ -906,7 +942,7 @@ func checkStopping(t *testing.T, p *stack.Process, conn *grpc.ClientConn, termAt
 
 // checkExit waits for a process sent SIGTERM at termAt to exit 0 within
 // delay + drain (and a second of slack for process teardown).
-func checkExit(t *testing.T, p *stack.Process, termAt time.Time, delay, drain time.Duration) {
+func checkExit(t *testing.T, p *stack.Process, termAt time.Time, delay, drain time.Duration, what string) {
 	t.Helper()
 	exitCode, ok := p.Wait(time.Until(termAt.Add(delay + drain + time.Second)))
 	exited := time.Since(termAt)
@@ -917,7 +953,7 @@ func checkExit(t *testing.T, p *stack.Process, termAt time.Time, delay, drain ti
 		t.Errorf("%s exited %d after SIGTERM, want 0", p.Name, exitCode)
 	}
 	t.Logf("%s: SIGTERM -> exit %s", p.Name, exited)
-	measured.Duration(p.Name+": SIGTERM with calls in flight → exit", exited, fmt.Sprintf("≤ SHUTDOWN_DELAY + DRAIN_TIMEOUT (%s)", delay+drain))
+	measured.Duration(fmt.Sprintf("%s: SIGTERM %s → exit", p.Name, what), exited, fmt.Sprintf("≤ SHUTDOWN_DELAY + DRAIN_TIMEOUT (%s)", delay+drain))
 	if !strings.Contains(p.Logs(), "stopping: reporting NOT_SERVING") {
 		t.Errorf("%s did not log its graceful stop", p.Name)
 	}

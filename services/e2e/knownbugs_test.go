@@ -91,7 +91,7 @@ func TestMemoryExitWhilePostgresDrops(t *testing.T) {
 	if err := f.mem.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	checkExit(t, f.mem, termAt, 0, drain)
+	checkExit(t, f.mem, termAt, 0, drain, "after a recall timed out, Postgres still dropping")
 }
 
 // TestOrchestratorFollowsMemoryBackAfterLongOutage: memory is away for a
