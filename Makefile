@@ -82,7 +82,7 @@ load: build
 	  --memory-grpc 127.0.0.1:19091 --memory-http 127.0.0.1:18081 \
 	  --orchestrator-grpc 127.0.0.1:19090 --orchestrator-http 127.0.0.1:18080 >$$dir/devstack.log 2>&1 & \
 	stack=$$!; \
-	trap 'kill -TERM $$stack 2>/dev/null && wait $$stack 2>/dev/null; echo "load: stack stopped"' EXIT; \
+	trap 'kill -TERM $$stack 2>/dev/null; wait $$stack 2>/dev/null || true; echo "load: stack stopped"' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for i in $$(seq 600); do \
 	  if bin/orchestrator health --addr 127.0.0.1:19090 --service memory/postgres --timeout 1s >/dev/null 2>&1; then break; fi; \
