@@ -107,13 +107,9 @@ func testHealth(t *testing.T, s *sharedStack) {
 		{s.orch, s.orchConn, []string{"", "brain.orchestrator.v1.OrchestratorService", "memory", "memory/postgres"}},
 	} {
 		for _, svc := range c.services {
-			start := time.Now()
 			st, err := stack.Check(c.conn, svc, time.Second)
 			if err != nil || st != stack.Serving {
 				t.Errorf("%s health %q = %v, %v; want SERVING", c.proc.Name, svc, st, err)
-			}
-			if d := time.Since(start); d > 100*time.Millisecond {
-				t.Errorf("%s health %q took %s", c.proc.Name, svc, d)
 			}
 			// The binary's own health subcommand, as a container HEALTHCHECK runs it.
 			if err := runHealthCmd(t, c.proc, svc); err != nil {
