@@ -74,6 +74,7 @@ type Registry struct {
 	checks    map[string]*state
 	order     []string
 	listeners []func(name string, ok bool)
+	results   []func(name string, err error)
 	draining  bool
 	started   bool
 }
@@ -125,6 +126,16 @@ func (r *Registry) OnChange(fn func(name string, ok bool)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.listeners = append(r.listeners, fn)
+}
+
+// OnResult registers fn to be called (from the probe goroutine) after every
+// probe, with its error (nil when it passed). Unlike OnChange it also sees
+// the results that repeat the last one, which state kept elsewhere (a
+// circuit breaker) needs to converge. fn must not block.
+func (r *Registry) OnResult(fn func(name string, err error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.results = append(r.results, fn)
 }
 
 // Run probes every check until ctx ends, then returns once every probe
@@ -207,8 +218,12 @@ func (r *Registry) record(name string, err error, latency time.Duration) {
 	}
 	draining := r.draining
 	listeners := append([]func(string, bool){}, r.listeners...)
+	results := append([]func(string, error){}, r.results...)
 	r.mu.Unlock()
 
+	for _, fn := range results {
+		fn(name, err)
+	}
 	if !changed {
 		return
 	}

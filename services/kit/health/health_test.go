@@ -123,6 +123,8 @@ func TestStatusChangeSeenByWatchAndReadyz(t *testing.T) {
 	r := NewRegistry(zap.NewNop())
 	changes := make(chan bool, 16)
 	r.OnChange(func(name string, ok bool) { changes <- ok })
+	var results atomic.Int64
+	r.OnResult(func(string, error) { results.Add(1) })
 	if err := r.Add(Check{Name: "db", Critical: true, Interval: 10 * time.Millisecond, Timeout: 50 * time.Millisecond,
 		Probe: func(context.Context) error {
 			if healthy.Load() {
@@ -180,6 +182,8 @@ func TestStatusChangeSeenByWatchAndReadyz(t *testing.T) {
 	if got := next(); got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("watch after failure %v, want NOT_SERVING", got)
 	}
+	// OnResult sees every probe, not only the flips.
+	waitFor(t, time.Second, func() bool { return results.Load() > 6 }) // the status stays put; probes go on
 	// OnChange saw: first result (false), recovery (true), failure (false).
 	want := []bool{false, true, false}
 	for i, w := range want {

@@ -43,8 +43,9 @@ type Config struct {
 	RecallTimeout time.Duration
 	// QueryTimeout caps every other call's time in PostgreSQL.
 	QueryTimeout time.Duration
-	// CacheEntries and CacheMaxAge bound the recall cache.
+	// CacheEntries, CacheBytes and CacheMaxAge bound the recall cache.
 	CacheEntries int
+	CacheBytes   int
 	CacheMaxAge  time.Duration
 	// BreakerThreshold is the run of failures that opens the breaker.
 	BreakerThreshold int
@@ -55,14 +56,14 @@ type Config struct {
 
 // Flags binds the configuration to flags and environment variables.
 type Flags struct {
-	srv                                   *server.Flags
-	migrate                               *bool
-	recallTimeout, queryTimeout, cacheAge *time.Duration
-	probeInterval, probeTimeout           *time.Duration
-	cacheEntries, breakerThreshold        *int
+	srv                                        *server.Flags
+	migrate                                    *bool
+	recallTimeout, queryTimeout, cacheAge      *time.Duration
+	probeInterval, probeTimeout                *time.Duration
+	cacheEntries, cacheBytes, breakerThreshold *int
 }
 
-// BindFlags defines the memory service's flags on fs.
+// BindFlags defines the memory service's flags.
 func BindFlags(b *config.Binder) *Flags {
 	return &Flags{
 		srv:              server.BindFlags(b, "memory", ":9091", ":8081"),
@@ -70,6 +71,7 @@ func BindFlags(b *config.Binder) *Flags {
 		recallTimeout:    b.Duration("recall-timeout", "RECALL_TIMEOUT", 300*time.Millisecond, "cap on a recall's time in PostgreSQL before it falls back"),
 		queryTimeout:     b.Duration("query-timeout", "QUERY_TIMEOUT", 2*time.Second, "cap on any other call's time in PostgreSQL"),
 		cacheEntries:     b.Int("cache-entries", "RECALL_CACHE_ENTRIES", 10000, "recent recalls kept for fallback"),
+		cacheBytes:       b.Int("cache-bytes", "RECALL_CACHE_BYTES", 32<<20, "approximate memory the recall cache may hold"),
 		cacheAge:         b.Duration("cache-max-age", "RECALL_CACHE_MAX_AGE", 15*time.Minute, "oldest cached recall served as a fallback"),
 		breakerThreshold: b.Int("breaker-threshold", "BREAKER_THRESHOLD", 3, "consecutive PostgreSQL failures that open the circuit breaker"),
 		probeInterval:    b.Duration("probe-interval", "PROBE_INTERVAL", 500*time.Millisecond, "time between PostgreSQL health probes"),
@@ -89,6 +91,7 @@ func (f *Flags) Config(db pgconn.Config) Config {
 		RecallTimeout:    *f.recallTimeout,
 		QueryTimeout:     *f.queryTimeout,
 		CacheEntries:     *f.cacheEntries,
+		CacheBytes:       *f.cacheBytes,
 		CacheMaxAge:      *f.cacheAge,
 		BreakerThreshold: *f.breakerThreshold,
 		ProbeInterval:    *f.probeInterval,
@@ -98,10 +101,11 @@ func (f *Flags) Config(db pgconn.Config) Config {
 
 // App is a configured memory service, ready to Run.
 type App struct {
-	cfg  Config
-	log  *zap.Logger
-	srv  *server.Server
-	pool *pgxpool.Pool
+	cfg     Config
+	log     *zap.Logger
+	srv     *server.Server
+	pool    *pgxpool.Pool
+	breaker *fallback.Breaker
 }
 
 // New builds the service. It does not contact PostgreSQL: the pool connects
@@ -128,7 +132,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		log.Warn("postgres circuit breaker", zap.Bool("open", open))
 	})
 	guard := fallback.NewGuard(breaker)
-	cache := fallback.NewCache(cfg.CacheEntries, cfg.CacheMaxAge, time.Now)
+	cache := fallback.NewCache(cfg.CacheEntries, cfg.CacheBytes, cfg.CacheMaxAge, time.Now)
 	recaller := fallback.NewRecaller(guard, st, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
 		m.recalls.WithLabelValues(s.String()).Inc()
 	})
@@ -138,18 +142,18 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		pool.Close()
 		return nil, err
 	}
-	// The probe is the breaker's trial call: it closes the breaker when
-	// PostgreSQL is back and opens it as soon as PostgreSQL is seen gone.
-	reg.OnChange(func(name string, ok bool) {
+	// The probe is the breaker's trial call: every passing probe closes the
+	// breaker (so calls that timed out during a CPU stall cannot keep it open
+	// while PostgreSQL is healthy), and a failing one opens it at once.
+	reg.OnResult(func(name string, err error) {
 		if name != PostgresCheck {
 			return
 		}
-		if ok {
+		if err == nil {
 			breaker.Reset()
 			return
 		}
-		res, _ := reg.Result(name)
-		breaker.Trip("health probe: " + res.LastError)
+		breaker.Trip("health probe: " + err.Error())
 	})
 
 	handlers := api.New(api.Deps{
@@ -166,7 +170,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
 		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
 	})
-	return &App{cfg: cfg, log: log, srv: srv, pool: pool}, nil
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker}, nil
 }
 
 // Server is the underlying server (for addresses in tests).
@@ -174,7 +178,7 @@ func (a *App) Server() *server.Server { return a.srv }
 
 // Run serves until ctx ends, then stops gracefully and closes the pool.
 func (a *App) Run(ctx context.Context) error {
-	defer a.pool.Close()
+	defer a.closePool()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	mctx, cancel := context.WithCancel(ctx)
@@ -187,6 +191,24 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 	}
 	return a.srv.Run(ctx)
+}
+
+// closePool closes the pool, but waits at most a second: when PostgreSQL
+// silently drops packets, pgx's cancel requests for timed-out queries hang
+// and an unbounded Close would hold the process past its drain period (and
+// into Kubernetes' SIGKILL). The process is exiting; what is left is the
+// kernel's to clean up.
+func (a *App) closePool() {
+	done := make(chan struct{})
+	go func() {
+		a.pool.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		a.log.Warn("closing PostgreSQL connections took over 1s; exiting without waiting")
+	}
 }
 
 // migrateUntilDone applies migrations, retrying while PostgreSQL is away;

@@ -58,6 +58,7 @@ func testConfig(t *testing.T, dbURL string) Config {
 		RecallTimeout:    300 * time.Millisecond,
 		QueryTimeout:     time.Second,
 		CacheEntries:     100,
+		CacheBytes:       1 << 20,
 		CacheMaxAge:      time.Hour,
 		BreakerThreshold: 3,
 		ProbeInterval:    200 * time.Millisecond,
@@ -415,4 +416,33 @@ func closedPort(t *testing.T) int {
 	port := l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	return port
+}
+
+// TestBreakerClosesWhilePostgresHealthy: calls that failed for reasons other
+// than PostgreSQL being down (a CPU stall timing out three recalls) open the
+// breaker; the next passing probe must close it, though the probe's status
+// never changed.
+func TestBreakerClosesWhilePostgresHealthy(t *testing.T) {
+	r := startApp(t, testConfig(t, pgtest.NewDatabase(t)))
+	r.waitHealth(t, PostgresCheck, healthpb.HealthCheckResponse_SERVING, 10*time.Second)
+	for i := 0; i < 3; i++ {
+		r.app.breaker.Failure("simulated stall")
+	}
+	if open, _ := r.app.breaker.State(); !open {
+		t.Fatal("breaker not open after three failures")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if open, _ := r.app.breaker.State(); !open {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("breaker still open 2 s after failures, with PostgreSQL healthy")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rec, err := r.client.Recall(ctxT(t), &memoryv1.RecallRequest{Namespace: "n", Query: "anything"})
+	if err != nil || rec.GetDegraded() {
+		t.Fatalf("recall after the breaker closed: %v %v", rec, err)
+	}
 }

@@ -69,7 +69,7 @@ func TestBreaker(t *testing.T) {
 
 func TestCache(t *testing.T) {
 	c := newClock()
-	cache := NewCache(2, time.Minute, c.now)
+	cache := NewCache(2, 1<<20, time.Minute, c.now)
 	r := func(id string) []recall.Result { return []recall.Result{{Episode: episode.Episode{ID: id}}} }
 	cache.Put("a", r("1"))
 	c.advance(10 * time.Second)
@@ -155,7 +155,7 @@ func TestRecallerFallsBackInOrder(t *testing.T) {
 	store := &fakeStore{}
 	breaker := NewBreaker(2, c.now, nil)
 	var sources []string
-	r := NewRecaller(NewGuard(breaker), store, NewCache(10, time.Hour, c.now), 50*time.Millisecond, c.now,
+	r := NewRecaller(NewGuard(breaker), store, NewCache(10, 1<<20, time.Hour, c.now), 50*time.Millisecond, c.now,
 		func(s Source) { sources = append(sources, s.String()) })
 	q := recall.Query{Namespace: "ns", Text: "cats"}
 	ctx := context.Background()
@@ -208,7 +208,7 @@ func TestRecallerFallsBackInOrder(t *testing.T) {
 func TestRecallerCallerGone(t *testing.T) {
 	c := newClock()
 	store := &fakeStore{block: true}
-	r := NewRecaller(NewGuard(NewBreaker(1, c.now, nil)), store, NewCache(10, time.Hour, c.now), time.Second, c.now, nil)
+	r := NewRecaller(NewGuard(NewBreaker(1, c.now, nil)), store, NewCache(10, 1<<20, time.Hour, c.now), time.Second, c.now, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := r.Recall(ctx, recall.Query{Namespace: "ns", Text: "x"}); !errors.Is(err, context.Canceled) {
@@ -237,5 +237,35 @@ func TestGuardPassesAnswersThrough(t *testing.T) {
 	}
 	if ok, _ := g.Breaker().Allow(); ok {
 		t.Fatal("breaker (threshold 1) still closed")
+	}
+}
+
+func TestCacheByteBound(t *testing.T) {
+	c := newClock()
+	answer := func(id string) []recall.Result {
+		return []recall.Result{{Episode: episode.Episode{ID: id, Content: strings.Repeat("x", 1000)}}}
+	}
+	one := sizeOf("k0", answer("0"))
+	cache := NewCache(100, 3*one, time.Hour, c.now) // room for three answers by bytes
+	for i := 0; i < 5; i++ {
+		cache.Put(fmt.Sprintf("k%d", i), answer(fmt.Sprint(i)))
+	}
+	if cache.Len() != 3 || cache.Bytes() > 3*one {
+		t.Fatalf("Len %d Bytes %d, want 3 entries within %d bytes", cache.Len(), cache.Bytes(), 3*one)
+	}
+	if _, _, ok := cache.Get("k1"); ok {
+		t.Fatal("oldest entries not evicted by the byte bound")
+	}
+	if _, _, ok := cache.Get("k4"); !ok {
+		t.Fatal("newest entry missing")
+	}
+	cache.Put("k4", answer("4")) // replacing an entry does not double count it
+	if cache.Bytes() > 3*one || cache.Len() != 3 {
+		t.Fatalf("after replace: Len %d Bytes %d", cache.Len(), cache.Bytes())
+	}
+	huge := []recall.Result{{Episode: episode.Episode{Content: strings.Repeat("x", 4*one)}}}
+	cache.Put("huge", huge)
+	if _, _, ok := cache.Get("huge"); ok || cache.Len() != 3 {
+		t.Fatal("an answer larger than the bound was stored")
 	}
 }

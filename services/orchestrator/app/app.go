@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -165,6 +166,13 @@ func dialMemory(addr string, creds credentials.TransportCredentials) (*grpc.Clie
 		// Keepalive notices a memory that vanished without closing the
 		// connection (the prototype's silently dropped packets).
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
+		// Reconnect within a second of memory coming back, however long it
+		// was away (gRPC's default backoff grows to 120 s), so the health
+		// mirrors and LABs recover within DESIGN.md's 2 s.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("memory client for %s: %w", addr, err)

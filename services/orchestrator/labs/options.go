@@ -142,7 +142,8 @@ func (o Options) Validate() error {
 		}
 	}
 	intRange("recall_limit", o.RecallLimit, 1, MaxRecallLimit)
-	lo := max(o.RecallLimit, 1)
+	// An out-of-range limit is reported once, not again as a bound of the pool.
+	lo := min(max(o.RecallLimit, 1), MaxRecallLimit)
 	intRange("candidate_pool", o.CandidatePool, lo, MaxCandidatePool)
 	if o.RecencyHalfLife < MinRecencyHalfLife || o.RecencyHalfLife > MaxRecencyHalfLife {
 		errs = append(errs, FieldError{"recency_half_life", fmt.Sprintf("must be between %s and %s, got %s",

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -13,26 +12,16 @@ import (
 	"github.com/brainhq/brain/services/kit/pgtest"
 )
 
-// knownBugsEnv runs the tests below, which fail until the service bugs they
-// describe are fixed. Delete a test's knownBug call with its fix.
-const knownBugsEnv = "BRAIN_E2E_KNOWN_BUGS"
-
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	skipShort(t)
-	if os.Getenv(knownBugsEnv) != "1" {
-		t.Skipf("known service bug, fails until fixed (run with %s=1): %s", knownBugsEnv, bug)
-	}
-}
+// Regression tests for three service bugs this suite found; each failed
+// before its fix.
 
 // TestBreakerClosesWhenPostgresAnswersAgain: three recalls time out during
 // a blip shorter than the health probe's timeout, which opens the breaker;
-// the probe never fails, so its status never flips, and the breaker (closed
-// only on a flip) stays open for good: memory answers every recall degraded
-// and refuses every write while `postgres` health says SERVING.
+// the probe never fails, so its status never flips. The breaker must still
+// close (memory closes it on every passing probe), or memory would answer
+// every recall degraded and refuse every write while `postgres` says SERVING.
 func TestBreakerClosesWhenPostgresAnswersAgain(t *testing.T) {
-	knownBug(t, "memory/app: the breaker is closed only when the postgres check flips to passing; "+
-		"opened by call failures while the probe keeps passing, it never closes")
+	skipShort(t)
 	f := startFault(t, faultOptions{proxy: true})
 	ns := namespace("blip")
 	write(t, f.memory, &memoryv1.Episode{Namespace: ns, Content: "the blip passes"})
@@ -75,10 +64,10 @@ func TestBreakerClosesWhenPostgresAnswersAgain(t *testing.T) {
 // TestMemoryExitWhilePostgresDrops: SIGTERM while PostgreSQL silently drops
 // traffic, after a recall timed out. pgx closes the timed-out connection by
 // sending a cancel request over a new connection, which hangs too, and
-// pgxpool.Close waits for it (15 s), so memory outlives its drain period.
+// pgxpool.Close waits for it (15 s); memory must bound that wait and exit
+// within its drain period.
 func TestMemoryExitWhilePostgresDrops(t *testing.T) {
-	knownBug(t, "memory/app: App.Run's pool.Close waits up to 15 s for pgx's cancel requests when Postgres drops traffic; "+
-		"exit takes SHUTDOWN_DELAY + DRAIN_TIMEOUT + 15 s")
+	skipShort(t)
 	const drain = time.Second
 	f := startFault(t, faultOptions{proxy: true, memEnv: []string{"SHUTDOWN_DELAY=0s", "DRAIN_TIMEOUT=" + drain.String()}})
 	f.pgProxy.Drop()
@@ -96,14 +85,13 @@ func TestMemoryExitWhilePostgresDrops(t *testing.T) {
 
 // TestOrchestratorFollowsMemoryBackAfterLongOutage: memory is away for a
 // few seconds (a restart in Kubernetes), and the orchestrator's connection
-// to it sits in gRPC's reconnect backoff (1 s growing 1.6× per attempt, ±20%,
-// up to 120 s), so `memory` health and every LAB that needs memory stay
-// degraded long after memory is back. A proxy in front of memory counts the
+// to it must not sit in gRPC's default reconnect backoff (1 s growing 1.6×
+// per attempt, up to 120 s), or `memory` health and every LAB that needs
+// memory stay degraded long after memory is back. A proxy in front of memory counts the
 // orchestrator's connection attempts, so memory comes back right after one:
 // the next is then seconds away.
 func TestOrchestratorFollowsMemoryBackAfterLongOutage(t *testing.T) {
-	knownBug(t, "orchestrator/app: dialMemory keeps gRPC's default reconnect backoff (max 120 s), "+
-		"so after memory was away a few seconds the orchestrator notices it back only after the backoff")
+	skipShort(t)
 	memCfg := stack.MemoryConfig{Postgres: stack.Postgres{URL: pgtest.NewDatabase(t)}}
 	var err error
 	if memCfg.GRPCAddr, err = stack.FreeAddr(); err != nil {
