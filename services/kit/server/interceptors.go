@@ -63,11 +63,6 @@ func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h 
 // zapLogger adapts zap to the middleware's logging interface.
 func zapLogger(l *zap.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		zf := make([]zap.Field, 0, len(fields)/2)
-		for i := 0; i+1 < len(fields); i += 2 {
-			key, _ := fields[i].(string)
-			zf = append(zf, zap.Any(key, fields[i+1]))
-		}
 		var zl zapcore.Level
 		switch lvl {
 		case logging.LevelDebug:
@@ -79,7 +74,16 @@ func zapLogger(l *zap.Logger) logging.Logger {
 		default:
 			zl = zapcore.ErrorLevel
 		}
-		l.Log(zl, msg, zf...)
+		ce := l.Check(zl, msg)
+		if ce == nil {
+			return // level disabled: skip building the fields
+		}
+		zf := make([]zap.Field, 0, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			key, _ := fields[i].(string)
+			zf = append(zf, zap.Any(key, fields[i+1]))
+		}
+		ce.Write(zf...)
 	})
 }
 
