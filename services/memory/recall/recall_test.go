@@ -14,10 +14,10 @@ func TestWeightsNormalized(t *testing.T) {
 		in   Weights
 		want Weights
 	}{
-		{"zero means defaults", Weights{}, Weights{0.6, 0.2, 0.2}},
+		{"zero means defaults", Weights{}, Weights{0.8, 0.1, 0.1}},
 		{"scaled to sum 1", Weights{1, 1, 2}, Weights{0.25, 0.25, 0.5}},
 		{"negative clamped", Weights{-1, 1, 0}, Weights{0, 1, 0}},
-		{"all negative means defaults", Weights{-1, -1, -1}, Weights{0.6, 0.2, 0.2}},
+		{"all negative means defaults", Weights{-1, -1, -1}, Weights{0.8, 0.1, 0.1}},
 		{"NaN and Inf ignored", Weights{math.NaN(), math.Inf(1), 1}, Weights{0, 0, 1}},
 	}
 	for _, tt := range tests {
@@ -76,7 +76,7 @@ func TestKey(t *testing.T) {
 	same := []Query{
 		{Namespace: "ns", Text: "cat where my is", AsOf: at},
 		{Namespace: "ns", Text: "CAT!!", AsOf: at.In(time.FixedZone("x", 3600)), Limit: 7},
-		{Namespace: "ns", Text: "cat", AsOf: at, Weights: Weights{3, 1, 1}, HalfLife: DefaultHalfLife},
+		{Namespace: "ns", Text: "cat", AsOf: at, Weights: Weights{8, 1, 1}, HalfLife: DefaultHalfLife},
 	}
 	for _, q := range same {
 		if q.Key() != base.Key() {

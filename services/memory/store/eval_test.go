@@ -228,7 +228,7 @@ func TestRecallQuality(t *testing.T) {
 		}
 	}
 	methods := []method{
-		{"RANKED (default weights 0.6/0.2/0.2)", viaStore(recall.Query{})},
+		{"RANKED (default weights 0.8/0.1/0.1)", viaStore(recall.Query{})},
 		{"RANKED (relevance only)", viaStore(recall.Query{Weights: recall.Weights{Relevance: 1}})},
 		{"SUBSTRING", viaStore(recall.Query{Mode: recall.Substring})},
 		{"BM25 (textbook, in the test)", func(q string) []string {

@@ -483,7 +483,7 @@ func (x *WriteEpisodesResponse) GetEpisodes() []*Episode {
 }
 
 // RecallWeights weigh the parts of a ranked score. Each 0..1; unset or all
-// zero means the defaults (relevance 0.6, importance 0.2, recency 0.2).
+// zero means the defaults (relevance 0.8, importance 0.1, recency 0.1).
 type RecallWeights struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Weight of text relevance (normalised to 0..1).
