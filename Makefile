@@ -17,7 +17,7 @@ TOOL_PKGS := github.com/bufbuild/buf/cmd/buf \
 	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway \
 	github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2
 
-.PHONY: all build test test-short lint fmt generate check-generated tools run load bench clean
+.PHONY: all build test test-short lint fmt generate check-generated breaking tools run load bench clean
 
 all: lint build test
 
@@ -42,6 +42,13 @@ check-generated: generate
 	@git diff --exit-code --stat -- gen/ || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked generated files"; exit 1; }
 
+# Fails when the protos break compatibility (buf's FILE rules) with a git
+# ref: main by default, so a branch cannot rename or renumber what clients
+# already use.
+BREAKING_AGAINST ?= .git\#branch=main
+breaking: tools
+	buf breaking --against '$(BREAKING_AGAINST)'
+
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')
 
@@ -50,6 +57,7 @@ lint: tools
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet $(PKGS)
+	$(MAKE) --no-print-directory breaking
 	$(MAKE) --no-print-directory check-generated
 
 build:
