@@ -62,9 +62,12 @@ lint: tools
 	$(MAKE) --no-print-directory breaking
 	$(MAKE) --no-print-directory check-generated
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
 	@mkdir -p bin
-	go build -o bin/ ./services/memory/cmd/memory ./services/orchestrator/cmd/orchestrator ./services/kit/cmd/devstack
+	go build -ldflags "-X github.com/brainhq/brain/services/kit/cli.buildVersion=$(VERSION)" \
+	  -o bin/ ./services/memory/cmd/memory ./services/orchestrator/cmd/orchestrator ./services/kit/cmd/devstack
 
 test:
 	go test -count=1 -timeout 9m $(PKGS)

@@ -76,11 +76,17 @@ func ClientTLS(caFile string) (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }
 
-// Version returns "<name> <module version> (<vcs revision>) <go version>".
+// buildVersion is set at link time (make build: -X ...cli.buildVersion=$(git describe)).
+var buildVersion string
+
+// Version returns "<name> <version> (revision <vcs revision>) <go version>".
 func Version(name string) string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return name + " (no build info)"
+		return name + " " + buildVersion + " (no build info)"
+	}
+	if buildVersion != "" {
+		return fmt.Sprintf("%s %s %s", name, buildVersion, info.GoVersion)
 	}
 	rev := "unknown"
 	for _, s := range info.Settings {

@@ -28,32 +28,14 @@ import (
 	"github.com/brainhq/brain/services/memory/store"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
-
-func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "serve":
-		return serve(args, stderr)
-	case "migrate":
-		return migrate(args, stdout, stderr)
-	case "doctor":
-		return doctorCmd(args, stdout, stderr)
-	case "health":
-		return cli.Health(args, cli.LocalAddr(os.Getenv("GRPC_ADDR"), ":9091"), stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, cli.Version("memory"))
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: memory [serve|migrate|doctor|health|version] [flags]; memory <command> -h for flags")
-		return 0
-	default:
-		fmt.Fprintf(stderr, "memory: unknown command %q (serve, migrate, doctor, health, version)\n", cmd)
-		return 2
-	}
+func main() {
+	os.Exit(cli.Dispatch("memory", []cli.Command{
+		{Name: "serve", Summary: "serve gRPC and HTTP (the default)", Run: func(args []string, _, stderr io.Writer) int { return serve(args, stderr) }},
+		{Name: "migrate", Summary: "apply the embedded database migrations", Run: migrate},
+		{Name: "doctor", Summary: "run the PostgreSQL connectivity ladder", Run: doctorCmd},
+		cli.HealthCommand(os.Getenv, ":9091"),
+		cli.VersionCommand("memory"),
+	}, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func serve(args []string, stderr io.Writer) int {

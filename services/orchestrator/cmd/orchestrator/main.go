@@ -21,28 +21,12 @@ import (
 	"github.com/brainhq/brain/services/orchestrator/app"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
-
-func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	switch cmd {
-	case "serve":
-		return serve(args, stderr)
-	case "health":
-		return cli.Health(args, cli.LocalAddr(os.Getenv("GRPC_ADDR"), ":9090"), stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, cli.Version("orchestrator"))
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: orchestrator [serve|health|version] [flags]; orchestrator <command> -h for flags")
-		return 0
-	default:
-		fmt.Fprintf(stderr, "orchestrator: unknown command %q (serve, health, version)\n", cmd)
-		return 2
-	}
+func main() {
+	os.Exit(cli.Dispatch("orchestrator", []cli.Command{
+		{Name: "serve", Summary: "serve gRPC and HTTP (the default)", Run: func(args []string, _, stderr io.Writer) int { return serve(args, stderr) }},
+		cli.HealthCommand(os.Getenv, ":9090"),
+		cli.VersionCommand("orchestrator"),
+	}, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func serve(args []string, stderr io.Writer) int {
