@@ -45,7 +45,7 @@ type Statement struct {
 // resultColumns follow episodeColumns in every recall statement.
 const resultColumns = `, top.relevance, top.importance, top.recency, top.total`
 
-// args accumulates bind arguments and names their placeholders.
+// args accumulates bind arguments and returns their $n references.
 type args []any
 
 func (a *args) add(v any) string {
