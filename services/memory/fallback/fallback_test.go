@@ -178,7 +178,7 @@ func TestRecallerFallsBackInOrder(t *testing.T) {
 		t.Fatalf("hanging postgres: %+v %v", a, err)
 	}
 
-	// A query never answered before: nothing, flagged, never placeholders.
+	// A query never answered before: nothing, flagged, never made-up rows.
 	a, err = r.Recall(ctx, recall.Query{Namespace: "ns", Text: "dogs"})
 	if err != nil || a.Source != SourceNone || len(a.Results) != 0 || a.Reason == "" {
 		t.Fatalf("uncached: %+v %v", a, err)

@@ -14,7 +14,7 @@ import (
 	"github.com/brainhq/brain/services/orchestrator/labs"
 )
 
-func TestToDomainDefaults(t *testing.T) {
+func TestRequestFromProtoDefaults(t *testing.T) {
 	now := time.Date(2025, 5, 5, 5, 5, 5, 0, time.UTC)
 	in, budget, err := requestFromProto(&orchestratorv1.OrchestrateRequest{Namespace: "ns", Query: "q"}, now)
 	if err != nil {
@@ -30,7 +30,7 @@ func TestToDomainDefaults(t *testing.T) {
 	}
 }
 
-func TestToDomainMapsOptions(t *testing.T) {
+func TestRequestFromProtoMapsOptions(t *testing.T) {
 	asOf := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	in, budget, err := requestFromProto(&orchestratorv1.OrchestrateRequest{
 		Namespace: "ns", Query: "q", SessionId: "s", Goal: "g",
@@ -58,7 +58,7 @@ func TestToDomainMapsOptions(t *testing.T) {
 
 // Invalid UTF-8 cannot cross gRPC (proto3 rejects it), but the gateway or
 // another transport could hand it over.
-func TestToDomainRejectsInvalidUTF8(t *testing.T) {
+func TestRequestFromProtoRejectsInvalidUTF8(t *testing.T) {
 	_, _, err := requestFromProto(&orchestratorv1.OrchestrateRequest{Namespace: "ns\xff", Query: "\xfe"}, time.Now())
 	if err == nil {
 		t.Fatal("accepted invalid UTF-8")
