@@ -13,15 +13,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"go.uber.org/zap"
+
 	"github.com/brainhq/brain/services/kit/cli"
 	"github.com/brainhq/brain/services/kit/config"
-	"github.com/brainhq/brain/services/kit/logging"
 	"github.com/brainhq/brain/services/memory/app"
 	"github.com/brainhq/brain/services/memory/doctor"
 	"github.com/brainhq/brain/services/memory/pgconn"
@@ -53,24 +52,9 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := flags.Config(db)
-	log, err := logging.New("memory", cfg.LogLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
-	a, err := app.New(cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "memory: %v\n", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintf(stderr, "memory: %v\n", err)
-		return 1
-	}
-	return 0
+	return cli.Serve("memory", cfg.LogLevel, stderr, func(log *zap.Logger) (cli.Runner, error) {
+		return app.New(cfg, log)
+	})
 }
 
 func migrate(args []string, stdout, stderr io.Writer) int {

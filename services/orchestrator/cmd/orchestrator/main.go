@@ -7,17 +7,15 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"go.uber.org/zap"
 
 	"github.com/brainhq/brain/services/kit/cli"
 	"github.com/brainhq/brain/services/kit/config"
-	"github.com/brainhq/brain/services/kit/logging"
 	"github.com/brainhq/brain/services/orchestrator/app"
 )
 
@@ -39,22 +37,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := flags.Config()
-	log, err := logging.New("orchestrator", cfg.LogLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	defer func() { _ = log.Sync() }()
-	a, err := app.New(cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
-		return 1
-	}
-	return 0
+	return cli.Serve("orchestrator", cfg.LogLevel, stderr, func(log *zap.Logger) (cli.Runner, error) {
+		return app.New(cfg, log)
+	})
 }
