@@ -101,7 +101,7 @@ func testBadGRPC(t *testing.T, s *sharedStack) {
 		{"write no episodes", writeReq(&memoryv1.WriteEpisodesRequest{}), codes.InvalidArgument, "episodes"},
 		{"write 501 episodes", writeReq(&memoryv1.WriteEpisodesRequest{Episodes: many(501)}), codes.InvalidArgument, "episodes"},
 		{"write empty content", writeReq(ep(func(e *memoryv1.Episode) { e.Content = "" })), codes.InvalidArgument, "episodes[0].content"},
-		{"write oversized content", writeReq(ep(func(e *memoryv1.Episode) { e.Content = strings.Repeat("c", 16<<10+1) })), codes.InvalidArgument, "episodes[0].content"},
+		{"write oversized content", writeReq(ep(func(e *memoryv1.Episode) { e.Content = strings.Repeat("c", 64<<10+1) })), codes.InvalidArgument, "episodes[0].content"},
 		{"write empty namespace", writeReq(ep(func(e *memoryv1.Episode) { e.Namespace = "" })), codes.InvalidArgument, "episodes[0].namespace"},
 		{"write malformed id", writeReq(ep(func(e *memoryv1.Episode) { e.Id = "not-a-uuid" })), codes.InvalidArgument, "episodes[0].id"},
 		{"write id without dashes", writeReq(ep(func(e *memoryv1.Episode) { e.Id = strings.ReplaceAll(newID(), "-", "") })), codes.InvalidArgument, "episodes[0].id"},

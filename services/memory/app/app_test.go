@@ -221,7 +221,7 @@ func TestBadInputNamesTheField(t *testing.T) {
 	r := startApp(t, testConfig(t, pgtest.NewDatabase(t)))
 	r.waitHealth(t, PostgresCheck, healthpb.HealthCheckResponse_SERVING, 10*time.Second)
 	ctx := ctxT(t)
-	long := strings.Repeat("x", 17<<10)
+	long := strings.Repeat("x", 64<<10+1)
 	tests := []struct {
 		name  string
 		call  func() error

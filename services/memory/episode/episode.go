@@ -7,7 +7,7 @@ import "time"
 // Limits and defaults shared by the api (validation) and the store.
 const (
 	// MaxContentBytes bounds Episode.Content (UTF-8 bytes).
-	MaxContentBytes = 16 << 10
+	MaxContentBytes = 64 << 10
 	// MaxNamespaceBytes bounds Episode.Namespace; it must also be non-empty.
 	MaxNamespaceBytes = 128
 	// MaxSessionBytes bounds Episode.SessionID.

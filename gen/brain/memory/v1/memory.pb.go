@@ -268,7 +268,8 @@ type Episode struct {
 	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Conversation or session the episode belongs to; optional, at most 128 bytes.
 	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// The remembered text. Required; at most 16 KiB of UTF-8.
+	// The remembered text. Required; at most 64 KiB of UTF-8 (long chat turns
+	// and tool outputs fit; a whole document does not belong in one episode).
 	Content string `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
 	// Importance from 0 to 1. Unset means 0.5.
 	Importance *float64 `protobuf:"fixed64,5,opt,name=importance,proto3,oneof" json:"importance,omitempty"`
