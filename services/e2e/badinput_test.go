@@ -288,6 +288,7 @@ func testBadJSON(t *testing.T, s *sharedStack) {
 		{"list negative page size", "GET", "/v1/memory/namespaces/" + ns + "/episodes?pageSize=-1", "", 400, "page_size"},
 		{"list page size as words", "GET", "/v1/memory/namespaces/" + ns + "/episodes?pageSize=many", "", 400, ""},
 		{"list page size beyond int32", "GET", "/v1/memory/namespaces/" + ns + "/episodes?pageSize=99999999999", "", 400, ""},
+		{"list unknown query parameter", "GET", "/v1/memory/namespaces/" + ns + "/episodes?pagesize=10", "", 400, "pagesize"},
 		{"record access malformed id", "POST", "/v1/memory/episodes:recordAccess", `{"namespace":"n","ids":["x"]}`, 400, "ids[0]"},
 		{"orchestrate without query", "POST", "/v1/orchestrate", `{"namespace":"n"}`, 400, "query"},
 		{"orchestrate unknown field", "POST", "/v1/orchestrate", `{"namespace":"n","query":"q","mode":"fast"}`, 400, "mode"},
