@@ -66,6 +66,9 @@ const (
 	EnvConnectTimeout   = "PG_CONNECT_TIMEOUT"
 	EnvStatementTimeout = "PG_STATEMENT_TIMEOUT"
 	EnvMaxConns         = "PG_MAX_CONNS"
+	EnvMinConns         = "PG_MIN_CONNS"
+	EnvHealthCheck      = "PG_HEALTH_CHECK_PERIOD"
+	EnvMaxConnLifetime  = "PG_MAX_CONN_LIFETIME"
 )
 
 var sslModes = map[string]bool{
@@ -120,13 +123,24 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	dur(EnvConnectTimeout, &c.ConnectTimeout)
 	dur(EnvStatementTimeout, &c.StatementTimeout)
-	if v := strings.TrimSpace(getenv(EnvMaxConns)); v != "" {
-		c.Vars = append(c.Vars, EnvMaxConns)
-		n, err := strconv.ParseInt(v, 10, 32)
-		if err != nil || n < 1 {
-			errs = append(errs, fmt.Sprintf("%s=%q: want a positive integer", EnvMaxConns, v))
+	dur(EnvHealthCheck, &c.HealthCheckPeriod)
+	dur(EnvMaxConnLifetime, &c.MaxConnLifetime)
+	count := func(name string, min int64, dst *int32) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
 		}
-		c.MaxConns = int32(n)
+		c.Vars = append(c.Vars, name)
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < min {
+			errs = append(errs, fmt.Sprintf("%s=%q: want an integer of at least %d", name, v, min))
+		}
+		*dst = int32(n)
+	}
+	count(EnvMaxConns, 1, &c.MaxConns)
+	count(EnvMinConns, 0, &c.MinConns)
+	if c.MaxConns > 0 && c.MinConns > c.MaxConns {
+		errs = append(errs, fmt.Sprintf("%s=%d exceeds %s=%d", EnvMinConns, c.MinConns, EnvMaxConns, c.MaxConns))
 	}
 	if c.SSLMode != "" && !sslModes[c.SSLMode] {
 		errs = append(errs, fmt.Sprintf("%s=%q: want one of disable, allow, prefer, require, verify-ca, verify-full", EnvSSLMode, c.SSLMode))

@@ -62,7 +62,19 @@ func TestFromEnv(t *testing.T) {
 		{
 			name:    "bad durations and max conns are all reported",
 			env:     map[string]string{"PG_CONNECT_TIMEOUT": "2", "PG_STATEMENT_TIMEOUT": "-1s", "PG_MAX_CONNS": "0"},
-			wantErr: `PG_CONNECT_TIMEOUT="2": want a positive duration such as 2s or 500ms; PG_STATEMENT_TIMEOUT="-1s"`,
+			wantErr: `PG_CONNECT_TIMEOUT="2": want a positive duration such as 2s or 500ms; PG_STATEMENT_TIMEOUT="-1s": want a positive duration such as 2s or 500ms; PG_MAX_CONNS="0": want an integer of at least 1`,
+		},
+		{
+			name: "pool sizes and periods",
+			env: map[string]string{"PG_MIN_CONNS": "2", "PG_MAX_CONNS": "8", "PG_HEALTH_CHECK_PERIOD": "1s",
+				"PG_MAX_CONN_LIFETIME": "10m"},
+			want: Config{MinConns: 2, MaxConns: 8, HealthCheckPeriod: time.Second, MaxConnLifetime: 10 * time.Minute,
+				Vars: []string{"PG_HEALTH_CHECK_PERIOD", "PG_MAX_CONN_LIFETIME", "PG_MAX_CONNS", "PG_MIN_CONNS"}},
+		},
+		{
+			name:    "min conns above max",
+			env:     map[string]string{"PG_MIN_CONNS": "9", "PG_MAX_CONNS": "8"},
+			wantErr: "PG_MIN_CONNS=9 exceeds PG_MAX_CONNS=8",
 		},
 		{
 			name:    "bad sslmode",
