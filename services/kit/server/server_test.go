@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -278,6 +281,39 @@ func TestDrainTimeoutCutsStuckStreams(t *testing.T) {
 				t.Fatal("a 10 s stream completed within a 200 ms drain")
 			}
 			break
+		}
+	}
+}
+
+func TestCallLogLevels(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	l := zapLogger(zap.New(core))
+	ctx := context.Background()
+	l.Log(ctx, logging.LevelDebug, "finished call", durationFields(time.Millisecond)...)
+	l.Log(ctx, logging.LevelDebug, "finished call", durationFields(SlowCall)...)
+	l.Log(ctx, logging.LevelWarn, "finished call", durationFields(time.Millisecond)...)
+	var got []zapcore.Level
+	for _, e := range logs.All() {
+		got = append(got, e.Level)
+	}
+	want := []zapcore.Level{zapcore.DebugLevel, zapcore.InfoLevel, zapcore.WarnLevel}
+	if len(got) != len(want) {
+		t.Fatalf("levels %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("levels %v, want %v", got, want)
+		}
+	}
+	if ms, ok := logs.All()[1].ContextMap()["grpc.time_ms"].(float64); !ok || ms != float64(SlowCall.Milliseconds()) {
+		t.Fatalf("time field %v", logs.All()[1].ContextMap())
+	}
+	for _, tc := range []struct {
+		code codes.Code
+		want logging.Level
+	}{{codes.OK, logging.LevelDebug}, {codes.InvalidArgument, logging.LevelInfo}, {codes.Unavailable, logging.LevelWarn}, {codes.Internal, logging.LevelError}} {
+		if got := callLevel(tc.code); got != tc.want {
+			t.Errorf("callLevel(%v) = %v, want %v", tc.code, got, tc.want)
 		}
 	}
 }
