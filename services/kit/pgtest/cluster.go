@@ -502,6 +502,10 @@ func lookupUser(name string) (*osUser, error) {
 	return &osUser{uid: uint32(uid), gid: uint32(gid), name: name}, nil
 }
 
+// ErrNotTraversable: the server's OS user cannot reach the data directory
+// (an ancestor directory lacks the execute bit for it, e.g. /root).
+var ErrNotTraversable = errors.New("data directory not reachable by the server's OS user")
+
 // checkTraversable reports a clear error when the server user cannot reach
 // dir because an ancestor lacks the execute bit for it.
 func checkTraversable(dir string, u *osUser) error {
@@ -520,7 +524,7 @@ func checkTraversable(dir string, u *osUser) error {
 			bit = 0o010
 		}
 		if mode&bit == 0 {
-			return fmt.Errorf("pgtest: the %s OS user cannot traverse %s (mode %v); choose a data dir it can reach", u.name, d, mode)
+			return fmt.Errorf("pgtest: %w: the %s OS user cannot traverse %s (mode %v); choose a data dir it can reach", ErrNotTraversable, u.name, d, mode)
 		}
 		if d == filepath.Dir(d) {
 			return nil

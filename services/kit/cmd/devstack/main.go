@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -81,9 +83,19 @@ func up(ctx context.Context, o options) error {
 		fmt.Println("postgres      DATABASE_URL (external)")
 		memEnv = append(memEnv, "DATABASE_URL="+url)
 	} else {
-		fmt.Printf("postgres      starting a local cluster in %s/postgres ...\n", runDir)
+		dataDir := filepath.Join(runDir, "postgres")
+		fmt.Printf("postgres      starting a local cluster in %s ...\n", dataDir)
 		startCtx, cancel := context.WithTimeout(ctx, time.Minute)
-		cluster, err := pgtest.Start(startCtx, pgtest.Options{DataDir: filepath.Join(runDir, "postgres"), Port: o.pgPort})
+		cluster, err := pgtest.Start(startCtx, pgtest.Options{DataDir: dataDir, Port: o.pgPort})
+		if errors.Is(err, pgtest.ErrNotTraversable) {
+			// Running as root in a checkout the postgres user cannot reach
+			// (under /root, say): keep the cluster where it can, one per
+			// checkout.
+			sum := sha256.Sum256([]byte(runDir))
+			dataDir = filepath.Join(os.TempDir(), "brain-devstack-"+hex.EncodeToString(sum[:6]), "postgres")
+			fmt.Printf("postgres      %s is not reachable by the postgres user; using %s\n", runDir, dataDir)
+			cluster, err = pgtest.Start(startCtx, pgtest.Options{DataDir: dataDir, Port: o.pgPort})
+		}
 		cancel()
 		if err != nil {
 			return fmt.Errorf("start PostgreSQL: %w", err)
