@@ -22,7 +22,9 @@ import (
 // every recall degraded and refuse every write while `postgres` says SERVING.
 func TestBreakerClosesWhenPostgresAnswersAgain(t *testing.T) {
 	skipShort(t)
-	f := startFault(t, faultOptions{proxy: true})
+	// No minimum span, so three simultaneous timeouts open the breaker as
+	// they did when this bug was found (by default they must span 500 ms).
+	f := startFault(t, faultOptions{proxy: true, memEnv: []string{"BREAKER_MIN_SPAN=0s"}})
 	ns := namespace("blip")
 	write(t, f.memory, &memoryv1.Episode{Namespace: ns, Content: "the blip passes"})
 

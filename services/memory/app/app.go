@@ -47,8 +47,10 @@ type Config struct {
 	CacheEntries int
 	CacheBytes   int
 	CacheMaxAge  time.Duration
-	// BreakerThreshold is the run of failures that opens the breaker.
+	// BreakerThreshold and BreakerMinSpan: the run of failures, and the time
+	// it must span, that open the breaker.
 	BreakerThreshold int
+	BreakerMinSpan   time.Duration
 	// ProbeInterval and ProbeTimeout drive the PostgreSQL health probe.
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
@@ -59,7 +61,7 @@ type Flags struct {
 	srv                                        *server.Flags
 	migrate                                    *bool
 	recallTimeout, queryTimeout, cacheAge      *time.Duration
-	probeInterval, probeTimeout                *time.Duration
+	probeInterval, probeTimeout, breakerSpan   *time.Duration
 	cacheEntries, cacheBytes, breakerThreshold *int
 }
 
@@ -74,6 +76,7 @@ func BindFlags(b *config.Binder) *Flags {
 		cacheBytes:       b.Int("cache-bytes", "RECALL_CACHE_BYTES", 32<<20, "approximate memory the recall cache may hold"),
 		cacheAge:         b.Duration("cache-max-age", "RECALL_CACHE_MAX_AGE", 15*time.Minute, "oldest cached recall served as a fallback"),
 		breakerThreshold: b.Int("breaker-threshold", "BREAKER_THRESHOLD", 3, "consecutive PostgreSQL failures that open the circuit breaker"),
+		breakerSpan:      b.Duration("breaker-min-span", "BREAKER_MIN_SPAN", 500*time.Millisecond, "time the failures must span to open the breaker (one stall fails every call in flight at once)"),
 		probeInterval:    b.Duration("probe-interval", "PROBE_INTERVAL", 500*time.Millisecond, "time between PostgreSQL health probes"),
 		probeTimeout:     b.Duration("probe-timeout", "PROBE_TIMEOUT", time.Second, "timeout of one PostgreSQL health probe"),
 	}
@@ -94,6 +97,7 @@ func (f *Flags) Config(db pgconn.Config) Config {
 		CacheBytes:       *f.cacheBytes,
 		CacheMaxAge:      *f.cacheAge,
 		BreakerThreshold: *f.breakerThreshold,
+		BreakerMinSpan:   *f.breakerSpan,
 		ProbeInterval:    *f.probeInterval,
 		ProbeTimeout:     *f.probeTimeout,
 	}
@@ -127,7 +131,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	st := store.New(pool)
 	m := newMetrics(srv.Metrics(), pool)
 
-	breaker := fallback.NewBreaker(cfg.BreakerThreshold, time.Now, func(open bool) {
+	breaker := fallback.NewBreaker(cfg.BreakerThreshold, cfg.BreakerMinSpan, time.Now, func(open bool) {
 		m.breakerOpen.Set(b2f(open))
 		log.Warn("postgres circuit breaker", zap.Bool("open", open))
 	})

@@ -18,23 +18,30 @@ import (
 // database.
 type Breaker struct {
 	threshold int
+	minSpan   time.Duration
 	now       func() time.Time
 
-	mu       sync.Mutex
-	failures int
-	open     bool
-	since    time.Time
-	reason   string
-	onChange func(open bool)
+	mu           sync.Mutex
+	failures     int
+	firstFailure time.Time
+	open         bool
+	since        time.Time
+	reason       string
+	onChange     func(open bool)
 }
 
 // NewBreaker returns a closed breaker that opens after threshold consecutive
-// failures. onChange (may be nil) is called outside the lock on every flip.
-func NewBreaker(threshold int, now func() time.Time, onChange func(open bool)) *Breaker {
+// failures spanning at least minSpan. The span keeps one stall from opening
+// it: with many calls in flight, a pause of a few hundred milliseconds fails
+// them all at once, though PostgreSQL is fine. A database that is really
+// gone keeps failing calls past minSpan (and the probe trips the breaker
+// within its interval plus timeout anyway). onChange (may be nil) is called
+// outside the lock on every flip.
+func NewBreaker(threshold int, minSpan time.Duration, now func() time.Time, onChange func(open bool)) *Breaker {
 	if threshold < 1 {
 		threshold = 1
 	}
-	return &Breaker{threshold: threshold, now: now, since: now(), onChange: onChange}
+	return &Breaker{threshold: threshold, minSpan: minSpan, now: now, since: now(), onChange: onChange}
 }
 
 // Allow reports whether a call may go to PostgreSQL, and when not, why.
@@ -54,13 +61,18 @@ func (b *Breaker) Success() {
 	b.mu.Unlock()
 }
 
-// Failure records a failed call; the threshold-th in a row opens the breaker.
+// Failure records a failed call; the threshold-th in a row, minSpan or more
+// after the first of the run, opens the breaker.
 func (b *Breaker) Failure(reason string) {
+	now := b.now()
 	b.mu.Lock()
+	if b.failures == 0 {
+		b.firstFailure = now
+	}
 	b.failures++
-	flip := !b.open && b.failures >= b.threshold
+	flip := !b.open && b.failures >= b.threshold && now.Sub(b.firstFailure) >= b.minSpan
 	if flip {
-		b.open, b.since, b.reason = true, b.now(), reason
+		b.open, b.since, b.reason = true, now, reason
 	}
 	b.mu.Unlock()
 	if flip && b.onChange != nil {

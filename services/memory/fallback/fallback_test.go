@@ -32,7 +32,7 @@ func newClock() *clock { return &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time
 func TestBreaker(t *testing.T) {
 	c := newClock()
 	var flips []bool
-	b := NewBreaker(3, c.now, func(open bool) { flips = append(flips, open) })
+	b := NewBreaker(3, 0, c.now, func(open bool) { flips = append(flips, open) })
 	for i := 0; i < 2; i++ {
 		b.Failure("boom")
 	}
@@ -153,7 +153,7 @@ func (f *fakeStore) set(err error, block bool) {
 func TestRecallerFallsBackInOrder(t *testing.T) {
 	c := newClock()
 	store := &fakeStore{}
-	breaker := NewBreaker(2, c.now, nil)
+	breaker := NewBreaker(2, 0, c.now, nil)
 	var sources []string
 	r := NewRecaller(NewGuard(breaker), store, NewCache(10, 1<<20, time.Hour, c.now), 50*time.Millisecond, c.now,
 		func(s Source) { sources = append(sources, s.String()) })
@@ -208,7 +208,7 @@ func TestRecallerFallsBackInOrder(t *testing.T) {
 func TestRecallerCallerGone(t *testing.T) {
 	c := newClock()
 	store := &fakeStore{block: true}
-	r := NewRecaller(NewGuard(NewBreaker(1, c.now, nil)), store, NewCache(10, 1<<20, time.Hour, c.now), time.Second, c.now, nil)
+	r := NewRecaller(NewGuard(NewBreaker(1, 0, c.now, nil)), store, NewCache(10, 1<<20, time.Hour, c.now), time.Second, c.now, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := r.Recall(ctx, recall.Query{Namespace: "ns", Text: "x"}); !errors.Is(err, context.Canceled) {
@@ -222,7 +222,7 @@ func TestRecallerCallerGone(t *testing.T) {
 
 func TestGuardPassesAnswersThrough(t *testing.T) {
 	c := newClock()
-	g := NewGuard(NewBreaker(1, c.now, nil))
+	g := NewGuard(NewBreaker(1, 0, c.now, nil))
 	notFound := errors.New("episode not found")
 	err := g.Do(context.Background(), time.Second, func(context.Context) error { return notFound })
 	if !errors.Is(err, notFound) || errors.Is(err, ErrUnavailable) {
@@ -267,5 +267,32 @@ func TestCacheByteBound(t *testing.T) {
 	cache.Put("huge", huge)
 	if _, _, ok := cache.Get("huge"); ok || cache.Len() != 3 {
 		t.Fatal("an answer larger than the bound was stored")
+	}
+}
+
+// TestBreakerMinSpan: failures that all land at once (one stall failing
+// every call in flight) do not open the breaker; failures that go on for
+// the span do.
+func TestBreakerMinSpan(t *testing.T) {
+	c := newClock()
+	b := NewBreaker(3, 500*time.Millisecond, c.now, nil)
+	for i := 0; i < 8; i++ { // eight calls in flight fail together
+		b.Failure("stall")
+	}
+	if ok, _ := b.Allow(); !ok {
+		t.Fatal("a burst of simultaneous failures opened the breaker")
+	}
+	b.Success() // the stall passed
+	b.Failure("timeout")
+	c.advance(300 * time.Millisecond)
+	b.Failure("timeout")
+	b.Failure("timeout")
+	if ok, _ := b.Allow(); !ok {
+		t.Fatal("opened before the span")
+	}
+	c.advance(200 * time.Millisecond)
+	b.Failure("timeout")
+	if ok, reason := b.Allow(); ok || reason != "timeout" {
+		t.Fatalf("not open after failures spanning 500ms: %v %q", ok, reason)
 	}
 }
