@@ -69,11 +69,12 @@ build:
 	go build -ldflags "-X github.com/brainhq/brain/services/kit/cli.buildVersion=$(VERSION)" \
 	  -o bin/ ./services/memory/cmd/memory ./services/orchestrator/cmd/orchestrator ./services/kit/cmd/devstack
 
-# The end-to-end, fault and bad-input suites run after the rest, alone, so
+# Unit and integration tests run with the race detector. The end-to-end,
+# fault and bad-input suites run after the rest, alone, so
 # their timing bounds (readiness within 2 s, answers within deadlines) are not
 # measured on a CPU shared with other packages' PostgreSQL clusters.
 test:
-	go test -count=1 -timeout 6m $(filter-out ./services/e2e/...,$(PKGS))
+	go test -race -count=1 -timeout 6m $(filter-out ./services/e2e/...,$(PKGS))
 	go test -count=1 -timeout 4m ./services/e2e/...
 
 test-short:
