@@ -14,6 +14,7 @@ func env(kv map[string]string) func(string) string {
 }
 
 func TestFromEnv(t *testing.T) {
+	urlFile := writeFile(t, "postgres://u:hunter2@h/db?sslmode=verify-full\n")
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -80,6 +81,61 @@ func TestFromEnv(t *testing.T) {
 			name:    "bad sslmode",
 			env:     map[string]string{"POSTGRES_SSLMODE": "on"},
 			wantErr: "POSTGRES_SSLMODE=\"on\"",
+		},
+		{
+			name:    "password in the URL's userinfo refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u:hunter2@h/db"},
+			wantErr: "DATABASE_URL contains a password: secrets are read from files only; put the password in a file and set POSTGRES_PASSWORD_FILE to its path, or put the whole URL in a file and set DATABASE_URL_FILE",
+		},
+		{
+			name:    "password query parameter refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db?sslmode=require&password=hunter2"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "empty userinfo password refused too",
+			env:     map[string]string{"DATABASE_URL": "postgres://u:@h/db"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "client key passphrase refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db?sslpassword=hunter2"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "password keyword refused",
+			env:     map[string]string{"DATABASE_URL": "host=h user=u password=hunter2"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "password in an unparsable URL refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u:hunter2@h:notaport/db"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name: "URL file may hold the password",
+			env:  map[string]string{"DATABASE_URL_FILE": urlFile},
+			want: Config{URL: "postgres://u:hunter2@h/db?sslmode=verify-full", URLFile: urlFile, Vars: []string{"DATABASE_URL_FILE"}},
+		},
+		{
+			name:    "missing URL file",
+			env:     map[string]string{"DATABASE_URL_FILE": "/nonexistent/url"},
+			wantErr: "read DATABASE_URL_FILE /nonexistent/url",
+		},
+		{
+			name:    "empty URL file",
+			env:     map[string]string{"DATABASE_URL_FILE": writeFile(t, "\n")},
+			wantErr: "is empty",
+		},
+		{
+			name:    "URL and URL file conflict",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db", "DATABASE_URL_FILE": urlFile},
+			wantErr: "DATABASE_URL and DATABASE_URL_FILE are both set",
+		},
+		{
+			name:    "URL file and split variables conflict",
+			env:     map[string]string{"DATABASE_URL_FILE": urlFile, "POSTGRES_PORT": "5433"},
+			wantErr: "DATABASE_URL_FILE and POSTGRES_PORT are both set",
 		},
 		{
 			name:    "URL and split variables conflict",
@@ -193,6 +249,11 @@ func TestPoolConfig(t *testing.T) {
 			wantErr: "DATABASE_URL contains a password and POSTGRES_PASSWORD_FILE is set",
 		},
 		{
+			name:    "URL file's password and password file conflict",
+			cfg:     Config{URL: "postgres://u@h/d?password=topsecret", URLFile: "/run/secrets/url", PasswordFile: pwFile},
+			wantErr: "DATABASE_URL_FILE (/run/secrets/url) contains a password and POSTGRES_PASSWORD_FILE is set",
+		},
+		{
 			name:    "unparsable URL does not echo its password",
 			cfg:     Config{URL: "postgres://u:topsecret@h:notaport/d"},
 			wantErr: "parse",
@@ -259,6 +320,11 @@ func TestPasswordSourceAndRedacted(t *testing.T) {
 	}{
 		{Config{URL: "postgres://u:topsecret@h:5432/d?sslmode=disable"}, "DATABASE_URL", "postgres://u:xxxxx@h:5432/d?sslmode=disable"},
 		{Config{URL: "postgres://u@h/d"}, "none", "postgres://u@h/d"},
+		{Config{URL: "postgres://u@h/d?password=topsecret&sslmode=disable"}, "DATABASE_URL", "postgres://u@h/d?password=xxxxx&sslmode=disable"},
+		{Config{URL: "postgres://u@h/d?sslmode=disable&sslpassword=topsecret"}, "DATABASE_URL", "postgres://u@h/d?sslmode=disable&sslpassword=xxxxx"},
+		{Config{URL: "postgres://u:topsecret@h/d", URLFile: "/run/secrets/url"}, "DATABASE_URL_FILE (/run/secrets/url)", "postgres://u:xxxxx@h/d"},
+		{Config{URL: "postgres://u:topsecret@h:bad/d?password=topsecret"}, "DATABASE_URL", "postgres://u:xxxxx@h:bad/d?password=xxxxx"},
+		{Config{URL: "host=h sslpassword=topsecret"}, "DATABASE_URL", "host=h sslpassword=xxxxx"},
 		{Config{URL: "postgres://u@h/d", PasswordFile: "/run/secrets/pg"}, "POSTGRES_PASSWORD_FILE (/run/secrets/pg)", "postgres://u@h/d"},
 		{Config{URL: "host=h user=u password='top secret' dbname=d"}, "DATABASE_URL", "host=h user=u password=xxxxx dbname=d"},
 		{Config{URL: "host=h password=topsecret"}, "DATABASE_URL", "host=h password=xxxxx"},
@@ -275,6 +341,20 @@ func TestPasswordSourceAndRedacted(t *testing.T) {
 		}
 		if strings.Contains(got, "topsecret") || strings.Contains(got, "top secret") {
 			t.Errorf("Redacted leaks the password: %q", got)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"dial postgres://u:topsecret@h/d: refused", "dial postgres://u:xxxxx@h/d: refused"},
+		{"cannot parse `postgres://u@h/d?password=topsecret`: bad", "cannot parse `postgres://u@h/d?password=xxxxx`: bad"},
+		{"host=h password='top secret' sslpassword=topsecret", "host=h password=xxxxx sslpassword=xxxxx"},
+		{"nothing secret here", "nothing secret here"},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

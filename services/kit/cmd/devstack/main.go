@@ -1,6 +1,6 @@
 // Command devstack is `make run`: it brings up PostgreSQL (a persistent
-// cluster under .run/ from the installed binaries, unless DATABASE_URL
-// points elsewhere), the memory service and the orchestrator, waits until
+// cluster under .run/ from the installed binaries, unless DATABASE_URL or
+// DATABASE_URL_FILE points elsewhere), the memory service and the orchestrator, waits until
 // each is healthy, seeds a small demo memory on first start, prints where
 // everything listens and what to try, and stops all of it on Ctrl-C.
 package main
@@ -79,9 +79,9 @@ func up(ctx context.Context, o options) error {
 	memEnv := []string{
 		"GRPC_ADDR=" + o.memoryGRPC, "HTTP_ADDR=" + o.memoryHTTP, "MIGRATE_ON_START=true",
 	}
-	if url := os.Getenv("DATABASE_URL"); url != "" {
-		fmt.Println("postgres      DATABASE_URL (external)")
-		memEnv = append(memEnv, "DATABASE_URL="+url)
+	if url, file := os.Getenv("DATABASE_URL"), os.Getenv("DATABASE_URL_FILE"); url != "" || file != "" {
+		// memory inherits the variable (a URL with a password only as a file).
+		fmt.Println("postgres      DATABASE_URL or DATABASE_URL_FILE (external)")
 	} else {
 		dataDir := filepath.Join(runDir, "postgres")
 		fmt.Printf("postgres      starting a local cluster in %s ...\n", dataDir)
