@@ -362,7 +362,7 @@ func (r *run) tls(ctx context.Context) stepResult {
 	}
 	tc := tls.Client(raw, tlsCfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		hint := "check sslrootcert / the server certificate, or use sslmode=require if verification is not needed"
+		hint := "check the CA (POSTGRES_SSLROOTCERT, or sslrootcert in the URL) and the server certificate, or use sslmode=require if verification is not needed"
 		if isTimeout(ctx, err) {
 			hint = "the TLS handshake stalled: check the server's ssl settings"
 		}
@@ -441,7 +441,7 @@ func (r *run) authFailure(ctx context.Context, cc *pgx.ConnConfig, err error, ti
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "x509") || strings.Contains(msg, "tls:"):
-		return fail(msg, "TLS failed: check sslmode and the server certificate (sslrootcert)")
+		return fail(msg, "TLS failed: check sslmode, the CA (POSTGRES_SSLROOTCERT, or sslrootcert in the URL) and the server certificate")
 	case strings.Contains(msg, "server refused TLS"):
 		return fail(msg, "the server has ssl off but sslmode requires TLS")
 	}

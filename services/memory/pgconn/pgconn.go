@@ -44,6 +44,7 @@ type Config struct {
 	Database     string
 	PasswordFile string
 	SSLMode      string // disable, allow, prefer, require, verify-ca, verify-full
+	SSLRootCert  string // CA file (PEM) that verifies the server, or "system" for the system's roots
 
 	ConnectTimeout    time.Duration // whole connection set-up, TLS and auth included
 	StatementTimeout  time.Duration // sent as the statement_timeout runtime parameter
@@ -66,6 +67,7 @@ const (
 	EnvDatabase         = "POSTGRES_DB"
 	EnvPasswordFile     = "POSTGRES_PASSWORD_FILE"
 	EnvSSLMode          = "POSTGRES_SSLMODE"
+	EnvSSLRootCert      = "POSTGRES_SSLROOTCERT"
 	EnvConnectTimeout   = "PG_CONNECT_TIMEOUT"
 	EnvStatementTimeout = "PG_STATEMENT_TIMEOUT"
 	EnvMaxConns         = "PG_MAX_CONNS"
@@ -117,6 +119,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str(EnvDatabase, &c.Database)
 	str(EnvPasswordFile, &c.PasswordFile)
 	str(EnvSSLMode, &c.SSLMode)
+	str(EnvSSLRootCert, &c.SSLRootCert)
 	if v := strings.TrimSpace(getenv(EnvPort)); v != "" {
 		c.Vars = append(c.Vars, EnvPort)
 		p, err := strconv.Atoi(v)
@@ -167,7 +170,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.URL != "" || c.URLFile != "" {
 		// The URL names the target; the split variables would be silently ignored.
-		for _, name := range []string{EnvHost, EnvPort, EnvUser, EnvDatabase, EnvSSLMode} {
+		for _, name := range []string{EnvHost, EnvPort, EnvUser, EnvDatabase, EnvSSLMode, EnvSSLRootCert} {
 			if getenv(name) != "" {
 				errs = append(errs, fmt.Sprintf("%s and %s are both set: use one way to name the server", urlVar, name))
 			}
@@ -282,6 +285,9 @@ func (c Config) fieldsDSN() string {
 		"user=" + quoteDSN(orString(c.User, DefaultUser)),
 		"dbname=" + quoteDSN(orString(c.Database, DefaultDatabase)),
 		"sslmode=" + quoteDSN(orString(c.SSLMode, DefaultSSLMode)),
+	}
+	if c.SSLRootCert != "" {
+		kv = append(kv, "sslrootcert="+quoteDSN(c.SSLRootCert))
 	}
 	return strings.Join(kv, " ")
 }

@@ -138,6 +138,16 @@ func TestFromEnv(t *testing.T) {
 			wantErr: "DATABASE_URL_FILE and POSTGRES_PORT are both set",
 		},
 		{
+			name: "CA file for verify-full",
+			env:  map[string]string{"POSTGRES_SSLMODE": "verify-full", "POSTGRES_SSLROOTCERT": "/run/postgres-ca/ca.crt"},
+			want: Config{SSLMode: "verify-full", SSLRootCert: "/run/postgres-ca/ca.crt", Vars: []string{"POSTGRES_SSLMODE", "POSTGRES_SSLROOTCERT"}},
+		},
+		{
+			name:    "URL and CA file variable conflict",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db", "POSTGRES_SSLROOTCERT": "/ca.crt"},
+			wantErr: "DATABASE_URL and POSTGRES_SSLROOTCERT are both set",
+		},
+		{
 			name:    "URL and split variables conflict",
 			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db", "POSTGRES_HOST": "other"},
 			wantErr: "DATABASE_URL and POSTGRES_HOST are both set",
@@ -234,6 +244,20 @@ func TestPoolConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "system roots verify the server",
+			cfg:  Config{Host: "db", SSLMode: "verify-full", SSLRootCert: "system"},
+			check: func(t *testing.T, got poolView) {
+				if !got.TLS || !got.RootCAs || got.PlainFallback {
+					t.Fatalf("tls %v roots %v plaintext fallback %v; want verified TLS only", got.TLS, got.RootCAs, got.PlainFallback)
+				}
+			},
+		},
+		{
+			name:    "CA file reaches pgx",
+			cfg:     Config{SSLMode: "verify-full", SSLRootCert: "/nonexistent/ca.crt"},
+			wantErr: "unable to read CA file",
+		},
+		{
 			name:    "missing password file",
 			cfg:     Config{PasswordFile: "/nonexistent/pw"},
 			wantErr: "read POSTGRES_PASSWORD_FILE /nonexistent/pw",
@@ -283,7 +307,7 @@ func TestPoolConfig(t *testing.T) {
 			v := poolView{Host: cc.Host, Port: cc.Port, User: cc.User, Database: cc.Database, Password: cc.Password,
 				ConnectTimeout: cc.ConnectTimeout, StatementTimeout: cc.RuntimeParams["statement_timeout"],
 				MaxConns: pc.MaxConns, MinConns: pc.MinConns, HealthCheck: pc.HealthCheckPeriod, Lifetime: pc.MaxConnLifetime,
-				TLS: cc.TLSConfig != nil}
+				TLS: cc.TLSConfig != nil, RootCAs: cc.TLSConfig != nil && cc.TLSConfig.RootCAs != nil}
 			for _, fb := range cc.Fallbacks {
 				if fb.TLSConfig == nil {
 					v.PlainFallback = true
@@ -302,7 +326,7 @@ type poolView struct {
 	StatementTimeout               string
 	MaxConns, MinConns             int32
 	HealthCheck, Lifetime          time.Duration
-	TLS, PlainFallback             bool
+	TLS, PlainFallback, RootCAs    bool
 }
 
 func assertView(t *testing.T, got, want poolView) {
@@ -329,6 +353,7 @@ func TestPasswordSourceAndRedacted(t *testing.T) {
 		{Config{URL: "host=h user=u password='top secret' dbname=d"}, "DATABASE_URL", "host=h user=u password=xxxxx dbname=d"},
 		{Config{URL: "host=h password=topsecret"}, "DATABASE_URL", "host=h password=xxxxx"},
 		{Config{Host: "db", PasswordFile: "/pw"}, "POSTGRES_PASSWORD_FILE (/pw)", "host=db port=5432 user=brain dbname=brain sslmode=prefer"},
+		{Config{Host: "db", SSLMode: "verify-full", SSLRootCert: "/ca dir/ca.crt"}, "none", "host=db port=5432 user=brain dbname=brain sslmode=verify-full sslrootcert='/ca dir/ca.crt'"},
 		{Config{}, "none", "host=127.0.0.1 port=5432 user=brain dbname=brain sslmode=prefer"},
 	}
 	for _, tt := range tests {
