@@ -81,7 +81,7 @@ test-short:
 	go test -count=1 -short $(PKGS)
 
 # Brings up PostgreSQL (a persistent cluster under .run/ unless DATABASE_URL
-# is set), memory and orchestrator; Ctrl-C stops all of it.
+# or DATABASE_URL_FILE is set), memory and orchestrator; Ctrl-C stops all of it.
 run: build
 	bin/devstack
 
@@ -96,7 +96,7 @@ load: build
 	@dir=.run/load; mkdir -p $$dir; \
 	go build -o bin/brainload ./services/e2e/cmd/brainload; \
 	echo "load: starting the stack (log $$dir/devstack.log)"; \
-	env -u DATABASE_URL BRAIN_SEED=false bin/devstack --run-dir $$dir --pg-port 55442 \
+	env -u DATABASE_URL -u DATABASE_URL_FILE BRAIN_SEED=false bin/devstack --run-dir $$dir --pg-port 55442 \
 	  --memory-grpc 127.0.0.1:19091 --memory-http 127.0.0.1:18081 \
 	  --orchestrator-grpc 127.0.0.1:19090 --orchestrator-http 127.0.0.1:18080 >$$dir/devstack.log 2>&1 & \
 	stack=$$!; \

@@ -60,7 +60,21 @@ type Config struct {
 	// Pprof serves the Go profiler at /debug/pprof/ on the HTTP port. Off by
 	// default: profiles expose internals and cost CPU.
 	Pprof bool
+	// MaxConnectionAge is how long a client connection lives before the
+	// server asks the client (GOAWAY) to reconnect, and MaxConnectionAgeGrace
+	// how long its calls then get to finish. Behind a ClusterIP Service each
+	// client holds one connection to one pod; reconnecting is what lets pods
+	// added by scaling get clients. Zero takes the defaults below.
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
 }
+
+// Defaults of the connection-age limits. The grace covers the longest call:
+// an Orchestrate run may take up to 30 s.
+const (
+	DefaultMaxConnectionAge      = 5 * time.Minute
+	DefaultMaxConnectionAgeGrace = 30 * time.Second
+)
 
 // Flags are the common command-line flags, bound to their variables.
 type Flags struct {
@@ -70,6 +84,7 @@ type Flags struct {
 	maxRecv                      *int
 	cert, key                    *string
 	pprof                        *bool
+	connAge, connAgeGrace        *time.Duration
 }
 
 // BindFlags defines the common flags (and their variables) on b.
@@ -85,6 +100,10 @@ func BindFlags(b *config.Binder, name, defGRPC, defHTTP string) *Flags {
 		cert:     b.String("tls-cert-file", "TLS_CERT_FILE", "", "TLS certificate (PEM) for the gRPC port"),
 		key:      b.String("tls-key-file", "TLS_KEY_FILE", "", "TLS private key (PEM) for the gRPC port"),
 		pprof:    b.Bool("pprof", "PPROF", false, "serve the Go profiler at /debug/pprof/ on the HTTP port"),
+		connAge: b.Duration("max-connection-age", "MAX_CONNECTION_AGE", DefaultMaxConnectionAge,
+			"age at which a client connection is asked to reconnect (spreads clients over new replicas)"),
+		connAgeGrace: b.Duration("max-connection-age-grace", "MAX_CONNECTION_AGE_GRACE", DefaultMaxConnectionAgeGrace,
+			"time the calls of such a connection get to finish"),
 	}
 }
 
@@ -103,6 +122,9 @@ func (f *Flags) Config() Config {
 		TLSCertFile:   *f.cert,
 		TLSKeyFile:    *f.key,
 		Pprof:         *f.pprof,
+
+		MaxConnectionAge:      *f.connAge,
+		MaxConnectionAgeGrace: *f.connAgeGrace,
 	}
 }
 
@@ -140,6 +162,12 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
+	if cfg.MaxConnectionAge <= 0 {
+		cfg.MaxConnectionAge = DefaultMaxConnectionAge
+	}
+	if cfg.MaxConnectionAgeGrace <= 0 {
+		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
@@ -164,7 +192,8 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 		// Let clients keep connections alive through idle periods (the
 		// orchestrator pings memory), but not abusively.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace}),
 	}
 	// A request that does not decode answers INVALID_ARGUMENT naming the
 	// field, not grpc's INTERNAL (codec.go). After the chains above, so its

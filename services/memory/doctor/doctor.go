@@ -22,6 +22,7 @@ import (
 	pgxconn "github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/brainhq/brain/services/memory/pgconn"
+	"github.com/brainhq/brain/services/memory/store"
 )
 
 // Step is the outcome of one rung of the ladder.
@@ -40,9 +41,13 @@ type Options struct {
 	// ExpectedSchemaVersion is the migration version the binary needs;
 	// 0 reports the version found without judging it.
 	ExpectedSchemaVersion int64
-	// SchemaVersion reads the database's schema version; nil reads
-	// max(version) from the schema_version table (0 when it does not exist).
+	// SchemaVersion reads the database's schema version; nil reads the
+	// version table the migrations keep (store.ReadSchemaVersion; 0 when the
+	// schema is absent).
 	SchemaVersion func(ctx context.Context, conn *pgx.Conn) (int64, error)
+	// LookupIPAddr resolves the host for the dns step and for the
+	// connection the auth step makes; nil is net.DefaultResolver.
+	LookupIPAddr func(ctx context.Context, host string) ([]net.IPAddr, error)
 }
 
 // DefaultStepTimeout is used when Options.StepTimeout is zero.
@@ -69,6 +74,9 @@ func Run(ctx context.Context, cfg pgconn.Config, w io.Writer, opts Options) (ste
 	}
 	if opts.SchemaVersion == nil {
 		opts.SchemaVersion = defaultSchemaVersion
+	}
+	if opts.LookupIPAddr == nil {
+		opts.LookupIPAddr = net.DefaultResolver.LookupIPAddr
 	}
 	r := &run{ctx: ctx, cfg: cfg, w: w, opts: opts}
 	defer r.close()
@@ -123,6 +131,7 @@ type run struct {
 	connCfg *pgx.ConnConfig
 	sslMode string
 	addrs   []string // dialable addresses from dns (host:port), or the socket path
+	reached string   // the address the tcp step connected to; later dials use it
 	network string   // "tcp" or "unix"
 	conn    *pgx.Conn
 }
@@ -143,10 +152,26 @@ func (r *run) step(name string, fn func(ctx context.Context) stepResult) Step {
 	defer cancel()
 	start := time.Now()
 	res := fn(ctx)
-	s := Step{Name: name, OK: res.ok, Detail: res.detail, Hint: res.hint, Elapsed: time.Since(start)}
+	s := Step{Name: name, OK: res.ok, Detail: r.redact(res.detail), Hint: r.redact(res.hint), Elapsed: time.Since(start)}
 	fmt.Fprintln(r.w, formatStep(s))
 	return s
 }
+
+// redact masks every password in a line before it is shown: the patterns
+// pgconn recognises (a URL's userinfo or password parameter, password=...)
+// and the configured password itself, wherever a server or library error
+// might have quoted it.
+func (r *run) redact(s string) string {
+	s = pgconn.Redact(s)
+	if r.connCfg != nil && len(r.connCfg.Password) >= minRedactLen {
+		s = strings.ReplaceAll(s, r.connCfg.Password, "xxxxx")
+	}
+	return s
+}
+
+// minRedactLen keeps a one- or two-character password from blanking out
+// every occurrence of a common letter; such a password is no secret anyway.
+const minRedactLen = 3
 
 func formatStep(s Step) string {
 	status := "ok"
@@ -186,6 +211,15 @@ func (r *run) config(context.Context) stepResult {
 			"fix the variable named above (DATABASE_URL or POSTGRES_HOST/PORT/USER/DB/SSLMODE, POSTGRES_PASSWORD_FILE)")
 	}
 	r.connCfg = pc.ConnConfig
+	lookup := r.opts.LookupIPAddr
+	r.connCfg.LookupFunc = func(ctx context.Context, host string) ([]string, error) {
+		ips, err := lookup(ctx, host)
+		addrs := make([]string, 0, len(ips))
+		for _, ip := range ips {
+			addrs = append(addrs, ip.String())
+		}
+		return addrs, err
+	}
 	r.sslMode = r.cfg.SSLModeOrDefault()
 	res := pass("variables: %s; password: %s; target: %s; sslmode=%s; connect timeout %s",
 		vars, r.cfg.PasswordSource(), r.cfg.Redacted(), r.sslMode, r.connCfg.ConnectTimeout)
@@ -203,7 +237,7 @@ func (r *run) dns(ctx context.Context) stepResult {
 		return pass("skipped: unix socket %s", r.addrs[0])
 	}
 	r.network = "tcp"
-	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	ips, err := r.opts.LookupIPAddr(ctx, host)
 	if err != nil {
 		var dnsErr *net.DNSError
 		switch {
@@ -233,6 +267,7 @@ func (r *run) tcp(ctx context.Context) stepResult {
 		conn, err := d.DialContext(ctx, r.network, addr)
 		if err == nil {
 			_ = conn.Close()
+			r.reached = addr
 			detail := fmt.Sprintf("connected to %s", addr)
 			if len(notes) > 0 {
 				detail += " (" + strings.Join(notes, "; ") + ")"
@@ -286,9 +321,11 @@ func (r *run) tls(ctx context.Context) stepResult {
 	}
 	required := r.sslMode != "prefer"
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, r.network, r.addrs[0])
+	// The address tcp reached, not the first resolved: with ::1 refusing and
+	// 127.0.0.1 answering, the first would fail a healthy server.
+	raw, err := d.DialContext(ctx, r.network, r.reached)
 	if err != nil {
-		return fail(fmt.Sprintf("reconnecting to %s: %v", r.addrs[0], err), "the server stopped accepting connections between steps; run again")
+		return fail(fmt.Sprintf("reconnecting to %s: %v", r.reached, err), "the server stopped accepting connections between steps; run again")
 	}
 	defer raw.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -325,7 +362,7 @@ func (r *run) tls(ctx context.Context) stepResult {
 	}
 	tc := tls.Client(raw, tlsCfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		hint := "check sslrootcert / the server certificate, or use sslmode=require if verification is not needed"
+		hint := "check the CA (POSTGRES_SSLROOTCERT, or sslrootcert in the URL) and the server certificate, or use sslmode=require if verification is not needed"
 		if isTimeout(ctx, err) {
 			hint = "the TLS handshake stalled: check the server's ssl settings"
 		}
@@ -404,7 +441,7 @@ func (r *run) authFailure(ctx context.Context, cc *pgx.ConnConfig, err error, ti
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "x509") || strings.Contains(msg, "tls:"):
-		return fail(msg, "TLS failed: check sslmode and the server certificate (sslrootcert)")
+		return fail(msg, "TLS failed: check sslmode, the CA (POSTGRES_SSLROOTCERT, or sslrootcert in the URL) and the server certificate")
 	case strings.Contains(msg, "server refused TLS"):
 		return fail(msg, "the server has ssl off but sslmode requires TLS")
 	}
@@ -468,19 +505,38 @@ func (r *run) schema(ctx context.Context) stepResult {
 	}
 }
 
+// rows reports how many episodes there are without reading the episodes
+// table (a count(*) over it takes as long as the table is big, and waits
+// behind any lock on it): the writing transaction's triggers keep the count
+// per namespace in namespace_stats; without that table, the planner's
+// estimate in pg_class.
 func (r *run) rows(ctx context.Context) stepResult {
-	var exists bool
-	if err := r.conn.QueryRow(ctx, "SELECT to_regclass('episodes') IS NOT NULL").Scan(&exists); err != nil {
+	var episodes, stats bool
+	if err := r.conn.QueryRow(ctx,
+		"SELECT to_regclass('episodes') IS NOT NULL, to_regclass('namespace_stats') IS NOT NULL").Scan(&episodes, &stats); err != nil {
 		return r.queryFailure(ctx, "episodes lookup", err)
 	}
-	if !exists {
+	switch {
+	case !episodes:
 		return stepResult{ok: true, detail: "no episodes table yet", hint: "run `memory migrate`"}
+	case stats:
+		var n, namespaces int64
+		if err := r.conn.QueryRow(ctx,
+			"SELECT coalesce(sum(episode_count), 0)::bigint, count(*) FILTER (WHERE episode_count > 0) FROM namespace_stats").
+			Scan(&n, &namespaces); err != nil {
+			return r.queryFailure(ctx, "read namespace_stats", err)
+		}
+		return pass("%d episodes in %d namespaces (from namespace_stats)", n, namespaces)
+	default:
+		var estimate float64
+		if err := r.conn.QueryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = 'episodes'::regclass").Scan(&estimate); err != nil {
+			return r.queryFailure(ctx, "read pg_class", err)
+		}
+		if estimate < 0 { // never vacuumed or analyzed
+			return pass("episodes table present, not yet analyzed (no row estimate)")
+		}
+		return pass("about %.0f episodes (planner estimate)", estimate)
 	}
-	var n int64
-	if err := r.conn.QueryRow(ctx, "SELECT count(*) FROM episodes").Scan(&n); err != nil {
-		return r.queryFailure(ctx, "count episodes", err)
-	}
-	return pass("%d episodes", n)
 }
 
 func (r *run) queryFailure(ctx context.Context, what string, err error) stepResult {
@@ -495,23 +551,14 @@ func (r *run) queryFailure(ctx context.Context, what string, err error) stepResu
 	return fail(fmt.Sprintf("%s: %v", what, err), "the connection broke: check the server log")
 }
 
-// defaultSchemaVersion reads tern's version table; 0 means never migrated.
+// defaultSchemaVersion reads the version table the migrations keep (the
+// store owns its name); 0 means never migrated.
 func defaultSchemaVersion(ctx context.Context, conn *pgx.Conn) (int64, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('schema_version') IS NOT NULL").Scan(&exists); err != nil {
-		return 0, err
-	}
-	if !exists {
+	v, err := store.ReadSchemaVersion(ctx, conn)
+	if errors.Is(err, store.ErrNotMigrated) {
 		return 0, nil
 	}
-	var v *int64
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM schema_version").Scan(&v); err != nil {
-		return 0, err
-	}
-	if v == nil {
-		return 0, nil
-	}
-	return *v, nil
+	return v, err
 }
 
 // isTimeout reports whether err comes from a deadline: the step's context,

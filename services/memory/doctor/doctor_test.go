@@ -18,6 +18,7 @@ import (
 
 	"github.com/brainhq/brain/services/kit/pgtest"
 	"github.com/brainhq/brain/services/memory/pgconn"
+	"github.com/brainhq/brain/services/memory/store"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -73,6 +74,31 @@ func execSQL(t *testing.T, dbURL, sql string) {
 	}
 }
 
+// migrate applies the real schema, the way `memory migrate` does.
+func migrate(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := store.Migrate(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// insertEpisodes writes n episodes per namespace straight into the table; the
+// schema's triggers keep namespace_stats.
+func insertEpisodes(t *testing.T, dbURL string, perNamespace map[string]int) {
+	t.Helper()
+	for ns, n := range perNamespace {
+		execSQL(t, dbURL, `INSERT INTO episodes (namespace, id, content, created_at)
+			SELECT '`+ns+`', gen_random_uuid(), 'the deploy went fine ' || g, now() FROM generate_series(1, `+strconv.Itoa(n)+`) g`)
+	}
+}
+
 func names(steps []Step) []string {
 	var out []string
 	for _, s := range steps {
@@ -110,14 +136,14 @@ func runDoctor(t *testing.T, cfg pgconn.Config, opts Options, budget time.Durati
 
 var allSteps = []string{"config", "dns", "tcp", "tls", "auth", "select1", "server", "schema", "rows"}
 
+// TestHealthyDatabase runs the ladder against a database migrated the way
+// `memory migrate` does it, with the default schema reader.
 func TestHealthyDatabase(t *testing.T) {
 	tg := newTarget(t)
-	execSQL(t, tg.url, `CREATE TABLE schema_version (version int NOT NULL);
-		INSERT INTO schema_version VALUES (1), (3);
-		CREATE TABLE episodes (id int);
-		INSERT INTO episodes VALUES (1), (2);`)
+	migrate(t, tg.url)
+	insertEpisodes(t, tg.url, map[string]int{"a": 2, "b": 1})
 
-	steps, ok, out := runDoctor(t, tg.cfg, Options{ExpectedSchemaVersion: 3}, 5*time.Second)
+	steps, ok, out := runDoctor(t, tg.cfg, Options{ExpectedSchemaVersion: store.SchemaVersion}, 5*time.Second)
 	if !ok || strings.Join(names(steps), ",") != strings.Join(allSteps, ",") {
 		t.Fatalf("ok=%v steps=%v; want every step to pass", ok, names(steps))
 	}
@@ -133,8 +159,8 @@ func TestHealthyDatabase(t *testing.T) {
 		"tls":    "server does not offer TLS",
 		"auth":   "authenticated as brain to database " + tg.cfg.Database + " over plaintext",
 		"server": "127.0.0.1:" + strconv.Itoa(tg.cfg.Port) + ", PostgreSQL ",
-		"schema": "schema version 3 (as expected)",
-		"rows":   "2 episodes",
+		"schema": "schema version " + strconv.FormatInt(store.SchemaVersion, 10) + " (as expected)",
+		"rows":   "3 episodes in 2 namespaces (from namespace_stats)",
 	}
 	for name, want := range checks {
 		if got := stepNamed(t, steps, name).Detail; !strings.Contains(got, want) {
@@ -146,6 +172,124 @@ func TestHealthyDatabase(t *testing.T) {
 	}
 	if !strings.Contains(out, "ok   dns        127.0.0.1 -> [127.0.0.1] (") {
 		t.Errorf("line format changed:\n%s", out)
+	}
+}
+
+// TestRowsDoNotReadEpisodes holds an exclusive lock on episodes (as a long
+// ALTER TABLE or VACUUM FULL would): a count(*) over the table would wait
+// behind it until the step timed out; the kept statistics answer at once.
+func TestRowsDoNotReadEpisodes(t *testing.T) {
+	tg := newTarget(t)
+	migrate(t, tg.url)
+	insertEpisodes(t, tg.url, map[string]int{"a": 4})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	locker, err := pgx.Connect(ctx, tg.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.Background())
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, "LOCK TABLE episodes IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	const stepTimeout = time.Second
+	steps, _, _ := runDoctor(t, tg.cfg, Options{StepTimeout: stepTimeout}, 10*time.Second)
+	rows := stepNamed(t, steps, "rows")
+	if !rows.OK || rows.Detail != "4 episodes in 1 namespaces (from namespace_stats)" {
+		t.Fatalf("rows step = %+v; want the count from namespace_stats while episodes is locked", rows)
+	}
+	if rows.Elapsed >= stepTimeout {
+		t.Fatalf("rows step took %s: it waited on the lock", rows.Elapsed)
+	}
+}
+
+// TestRowsWithoutStatsTable: an episodes table without namespace_stats (not
+// this binary's schema) gets the planner's estimate, never a count(*).
+func TestRowsWithoutStatsTable(t *testing.T) {
+	tg := newTarget(t)
+	execSQL(t, tg.url, `CREATE TABLE episodes (id int); INSERT INTO episodes SELECT generate_series(1, 50)`)
+	steps, _, _ := runDoctor(t, tg.cfg, Options{}, 5*time.Second)
+	if d := stepNamed(t, steps, "rows").Detail; d != "episodes table present, not yet analyzed (no row estimate)" {
+		t.Fatalf("rows before ANALYZE: %q", d)
+	}
+	execSQL(t, tg.url, `ANALYZE episodes`)
+	steps, _, _ = runDoctor(t, tg.cfg, Options{}, 5*time.Second)
+	if d := stepNamed(t, steps, "rows").Detail; d != "about 50 episodes (planner estimate)" {
+		t.Fatalf("rows after ANALYZE: %q", d)
+	}
+}
+
+// TestPasswordInURLIsNeverPrinted: a URL read from DATABASE_URL_FILE may
+// carry the password, in the userinfo or as ?password=; the ladder uses it
+// and names its source, and no line shows it.
+func TestPasswordInURLIsNeverPrinted(t *testing.T) {
+	tg := newTarget(t)
+	u, err := url.Parse(tg.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inQuery := *u
+	inQuery.User = url.User(u.User.Username())
+	q := inQuery.Query()
+	q.Set("password", tg.pass)
+	inQuery.RawQuery = q.Encode()
+	for name, dbURL := range map[string]string{"userinfo": u.String(), "query parameter": inQuery.String()} {
+		t.Run(name, func(t *testing.T) {
+			if !strings.Contains(dbURL, tg.pass) {
+				t.Fatalf("test URL %q lacks the password", dbURL)
+			}
+			file := writeFile(t, dbURL+"\n")
+			cfg := pgconn.Config{URL: dbURL, URLFile: file, Vars: []string{"DATABASE_URL_FILE"}}
+			steps, ok, out := runDoctor(t, cfg, Options{}, 5*time.Second)
+			if strings.Contains(out, tg.pass) {
+				t.Fatalf("doctor output shows the password:\n%s", out)
+			}
+			if auth := stepNamed(t, steps, "auth"); !auth.OK {
+				t.Fatalf("auth with the URL's password failed: %+v (ok=%v)", auth, ok)
+			}
+			want := "password: DATABASE_URL_FILE (" + file + "); target: "
+			if d := stepNamed(t, steps, "config").Detail; !strings.Contains(d, want) || !strings.Contains(d, "xxxxx") {
+				t.Fatalf("config detail %q; want it to contain %q and a masked password", d, want)
+			}
+		})
+	}
+}
+
+// TestTLSStepUsesTheAddressTCPReached: the host resolves to ::1 first, where
+// nothing listens, then to 127.0.0.1, where PostgreSQL does. tcp moves on to
+// 127.0.0.1, and tls must probe that address, not the refusing first one.
+func TestTLSStepUsesTheAddressTCPReached(t *testing.T) {
+	tg := newTarget(t)
+	v6 := net.JoinHostPort("::1", strconv.Itoa(tg.cfg.Port))
+	if c, err := net.DialTimeout("tcp", v6, time.Second); err == nil {
+		c.Close()
+		t.Skipf("something listens on %s; the test needs it to refuse", v6)
+	}
+	cfg := tg.cfg
+	cfg.Host = "pg.test"
+	lookup := func(_ context.Context, host string) ([]net.IPAddr, error) {
+		if host != "pg.test" {
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+		}
+		return []net.IPAddr{{IP: net.IPv6loopback}, {IP: net.IPv4(127, 0, 0, 1)}}, nil
+	}
+	steps, ok, _ := runDoctor(t, cfg, Options{LookupIPAddr: lookup}, 5*time.Second)
+	if !ok {
+		t.Fatalf("steps %v did not all pass", names(steps))
+	}
+	v4 := "127.0.0.1:" + strconv.Itoa(tg.cfg.Port)
+	if d := stepNamed(t, steps, "tcp").Detail; !strings.HasPrefix(d, "connected to "+v4+" ("+v6+": ") {
+		t.Fatalf("tcp detail %q; want it to reach %s after %s failed", d, v4, v6)
+	}
+	if d := stepNamed(t, steps, "tls").Detail; !strings.Contains(d, "server does not offer TLS") {
+		t.Fatalf("tls detail %q", d)
 	}
 }
 

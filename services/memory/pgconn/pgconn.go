@@ -1,6 +1,7 @@
 // Package pgconn turns the memory service's environment into a pgx pool
-// configuration. Secrets come from files only: there is no default password
-// and a plain POSTGRES_PASSWORD is refused.
+// configuration. Secrets come from files only: there is no default password,
+// and a plain POSTGRES_PASSWORD or a password written into DATABASE_URL is
+// refused (the whole URL may come from a file, DATABASE_URL_FILE).
 package pgconn
 
 import (
@@ -35,13 +36,15 @@ const (
 // connect_timeout, pool_max_conns, ...) win over defaults but not over fields
 // set explicitly.
 type Config struct {
-	URL          string // DATABASE_URL; when empty, built from the fields below
+	URL          string // DATABASE_URL or the content of DATABASE_URL_FILE; when empty, built from the fields below
+	URLFile      string // the file URL was read from, if any (a password in URL is then allowed)
 	Host         string // host name, IP, or unix socket directory (starts with "/")
 	Port         int
 	User         string
 	Database     string
 	PasswordFile string
 	SSLMode      string // disable, allow, prefer, require, verify-ca, verify-full
+	SSLRootCert  string // CA file (PEM) that verifies the server, or "system" for the system's roots
 
 	ConnectTimeout    time.Duration // whole connection set-up, TLS and auth included
 	StatementTimeout  time.Duration // sent as the statement_timeout runtime parameter
@@ -57,12 +60,14 @@ type Config struct {
 // Environment variables FromEnv reads.
 const (
 	EnvURL              = "DATABASE_URL"
+	EnvURLFile          = "DATABASE_URL_FILE"
 	EnvHost             = "POSTGRES_HOST"
 	EnvPort             = "POSTGRES_PORT"
 	EnvUser             = "POSTGRES_USER"
 	EnvDatabase         = "POSTGRES_DB"
 	EnvPasswordFile     = "POSTGRES_PASSWORD_FILE"
 	EnvSSLMode          = "POSTGRES_SSLMODE"
+	EnvSSLRootCert      = "POSTGRES_SSLROOTCERT"
 	EnvConnectTimeout   = "PG_CONNECT_TIMEOUT"
 	EnvStatementTimeout = "PG_STATEMENT_TIMEOUT"
 	EnvMaxConns         = "PG_MAX_CONNS"
@@ -108,11 +113,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		*dst = d
 	}
 	str(EnvURL, &c.URL)
+	str(EnvURLFile, &c.URLFile)
 	str(EnvHost, &c.Host)
 	str(EnvUser, &c.User)
 	str(EnvDatabase, &c.Database)
 	str(EnvPasswordFile, &c.PasswordFile)
 	str(EnvSSLMode, &c.SSLMode)
+	str(EnvSSLRootCert, &c.SSLRootCert)
 	if v := strings.TrimSpace(getenv(EnvPort)); v != "" {
 		c.Vars = append(c.Vars, EnvPort)
 		p, err := strconv.Atoi(v)
@@ -145,11 +152,27 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if c.SSLMode != "" && !sslModes[c.SSLMode] {
 		errs = append(errs, fmt.Sprintf("%s=%q: want one of disable, allow, prefer, require, verify-ca, verify-full", EnvSSLMode, c.SSLMode))
 	}
-	if c.URL != "" {
+	urlVar := EnvURL
+	switch {
+	case c.URL != "" && c.URLFile != "":
+		errs = append(errs, fmt.Sprintf("%s and %s are both set: use one", EnvURL, EnvURLFile))
+	case c.URL != "" && c.urlHasPassword():
+		// Environment variables leak (/proc, docker inspect, crash dumps);
+		// platforms that hand out URLs with passwords can mount them as a file.
+		errs = append(errs, fmt.Sprintf("%s contains a password: secrets are read from files only; put the password in a file and set %s to its path, or put the whole URL in a file and set %s", EnvURL, EnvPasswordFile, EnvURLFile))
+	case c.URLFile != "":
+		urlVar = EnvURLFile
+		u, err := readSecretFile(EnvURLFile, c.URLFile)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		c.URL = strings.TrimSpace(u)
+	}
+	if c.URL != "" || c.URLFile != "" {
 		// The URL names the target; the split variables would be silently ignored.
-		for _, name := range []string{EnvHost, EnvPort, EnvUser, EnvDatabase, EnvSSLMode} {
+		for _, name := range []string{EnvHost, EnvPort, EnvUser, EnvDatabase, EnvSSLMode, EnvSSLRootCert} {
 			if getenv(name) != "" {
-				errs = append(errs, fmt.Sprintf("%s and %s are both set: use one way to name the server", EnvURL, name))
+				errs = append(errs, fmt.Sprintf("%s and %s are both set: use one way to name the server", urlVar, name))
 			}
 		}
 	}
@@ -162,7 +185,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 // PoolConfig builds the pgx pool configuration, reading the password file.
 func (c Config) PoolConfig() (*pgxpool.Config, error) {
 	if c.URL != "" && c.urlHasPassword() && c.PasswordFile != "" {
-		return nil, fmt.Errorf("postgres config: %s contains a password and %s is set; use one", EnvURL, EnvPasswordFile)
+		return nil, fmt.Errorf("postgres config: %s contains a password and %s is set; use one", c.urlSource(), EnvPasswordFile)
 	}
 	if c.SSLMode != "" && !sslModes[c.SSLMode] {
 		return nil, fmt.Errorf("postgres config: sslmode %q: want one of disable, allow, prefer, require, verify-ca, verify-full", c.SSLMode)
@@ -174,10 +197,10 @@ func (c Config) PoolConfig() (*pgxpool.Config, error) {
 	pc, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		// pgx errors can quote the connection string; never echo a password.
-		return nil, fmt.Errorf("postgres config: parse %s: %s", c.Redacted(), redactDSN(err.Error()))
+		return nil, fmt.Errorf("postgres config: parse %s: %s", c.Redacted(), Redact(err.Error()))
 	}
 	if c.PasswordFile != "" {
-		pw, err := readPasswordFile(c.PasswordFile)
+		pw, err := readSecretFile(EnvPasswordFile, c.PasswordFile)
 		if err != nil {
 			return nil, err
 		}
@@ -210,12 +233,13 @@ func (c Config) PoolConfig() (*pgxpool.Config, error) {
 	return pc, nil
 }
 
-// PasswordSource says where the password comes from: "DATABASE_URL",
-// "POSTGRES_PASSWORD_FILE (/path)" or "none". There is never a built-in one.
+// PasswordSource says where the password comes from:
+// "DATABASE_URL_FILE (/path)", "POSTGRES_PASSWORD_FILE (/path)", "none", or
+// "DATABASE_URL" for a Config built in code. There is never a built-in one.
 func (c Config) PasswordSource() string {
 	switch {
 	case c.URL != "" && c.urlHasPassword():
-		return EnvURL
+		return c.urlSource()
 	case c.PasswordFile != "":
 		return fmt.Sprintf("%s (%s)", EnvPasswordFile, c.PasswordFile)
 	default:
@@ -223,15 +247,20 @@ func (c Config) PasswordSource() string {
 	}
 }
 
+// urlSource names where URL came from, for messages.
+func (c Config) urlSource() string {
+	if c.URLFile != "" {
+		return fmt.Sprintf("%s (%s)", EnvURLFile, c.URLFile)
+	}
+	return EnvURL
+}
+
 // Redacted is the connection target with any password masked, for logs.
 func (c Config) Redacted() string {
 	if c.URL == "" {
 		return c.fieldsDSN()
 	}
-	if u, err := url.Parse(c.URL); err == nil && u.Scheme != "" {
-		return u.Redacted()
-	}
-	return redactDSN(c.URL)
+	return Redact(c.URL)
 }
 
 // SSLModeOrDefault is the effective sslmode: the field, else the URL's, else prefer.
@@ -257,15 +286,28 @@ func (c Config) fieldsDSN() string {
 		"dbname=" + quoteDSN(orString(c.Database, DefaultDatabase)),
 		"sslmode=" + quoteDSN(orString(c.SSLMode, DefaultSSLMode)),
 	}
+	if c.SSLRootCert != "" {
+		kv = append(kv, "sslrootcert="+quoteDSN(c.SSLRootCert))
+	}
 	return strings.Join(kv, " ")
 }
 
+// urlHasPassword reports a password in the URL's userinfo, a password (or
+// sslpassword) query parameter, or a password keyword of a key/value string.
 func (c Config) urlHasPassword() bool {
 	if u, err := url.Parse(c.URL); err == nil && u.Scheme != "" {
-		_, ok := u.User.Password()
-		return ok
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+		q := u.Query()
+		for _, k := range secretParams {
+			if q.Has(k) {
+				return true
+			}
+		}
+		return false
 	}
-	return dsnPasswordRE.MatchString(c.URL)
+	return dsnPasswordRE.MatchString(c.URL) || urlPasswordRE.MatchString(c.URL) || queryPasswordRE.MatchString(c.URL)
 }
 
 // urlParams reports which parameters the URL sets explicitly.
@@ -304,29 +346,39 @@ func HostPort(host string, port uint16) string {
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
 
-func readPasswordFile(path string) (string, error) {
+// readSecretFile reads a secret file named by the variable env; the content
+// never appears in an error.
+func readSecretFile(env, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read %s %s: %w", EnvPasswordFile, path, err)
+		return "", fmt.Errorf("read %s %s: %w", env, path, err)
 	}
-	pw := strings.TrimRight(string(b), "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("%s %s is empty", EnvPasswordFile, path)
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s %s is empty", env, path)
 	}
-	return pw, nil
+	return v, nil
 }
 
+// secretParams are the connection parameters that carry secrets: the
+// password and the passphrase of the client key.
+var secretParams = []string{"password", "sslpassword"}
+
 var (
-	dsnPasswordRE = regexp.MustCompile(`(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
-	dsnKeyRE      = regexp.MustCompile(`(?:^|\s)([a-z_]+)\s*=`)
-	dsnSSLModeRE  = regexp.MustCompile(`(?:^|\s)sslmode\s*=\s*('[^']*'|\S+)`)
-	urlPasswordRE = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+	dsnPasswordRE   = regexp.MustCompile(`(^|\s)((?:ssl)?password)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)`)
+	dsnKeyRE        = regexp.MustCompile(`(?:^|\s)([a-z_]+)\s*=`)
+	dsnSSLModeRE    = regexp.MustCompile(`(?:^|\s)sslmode\s*=\s*('[^']*'|\S+)`)
+	urlPasswordRE   = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+	queryPasswordRE = regexp.MustCompile("([?&](?:ssl)?password=)[^&#\\s`'\"]*")
 )
 
-// redactDSN masks passwords in keyword/value strings and in URLs embedded in text.
-func redactDSN(s string) string {
-	s = dsnPasswordRE.ReplaceAllString(s, "${1}password=xxxxx")
-	return urlPasswordRE.ReplaceAllString(s, "${1}xxxxx@")
+// Redact masks every password it recognises in s: in keyword/value strings
+// (password=..., sslpassword=...), and in URLs anywhere in the text, both the
+// userinfo's and the password/sslpassword query parameters.
+func Redact(s string) string {
+	s = dsnPasswordRE.ReplaceAllString(s, "${1}${2}=xxxxx")
+	s = urlPasswordRE.ReplaceAllString(s, "${1}xxxxx@")
+	return queryPasswordRE.ReplaceAllString(s, "${1}xxxxx")
 }
 
 func quoteDSN(v string) string {

@@ -14,6 +14,7 @@ func env(kv map[string]string) func(string) string {
 }
 
 func TestFromEnv(t *testing.T) {
+	urlFile := writeFile(t, "postgres://u:hunter2@h/db?sslmode=verify-full\n")
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -80,6 +81,71 @@ func TestFromEnv(t *testing.T) {
 			name:    "bad sslmode",
 			env:     map[string]string{"POSTGRES_SSLMODE": "on"},
 			wantErr: "POSTGRES_SSLMODE=\"on\"",
+		},
+		{
+			name:    "password in the URL's userinfo refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u:hunter2@h/db"},
+			wantErr: "DATABASE_URL contains a password: secrets are read from files only; put the password in a file and set POSTGRES_PASSWORD_FILE to its path, or put the whole URL in a file and set DATABASE_URL_FILE",
+		},
+		{
+			name:    "password query parameter refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db?sslmode=require&password=hunter2"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "empty userinfo password refused too",
+			env:     map[string]string{"DATABASE_URL": "postgres://u:@h/db"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "client key passphrase refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db?sslpassword=hunter2"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "password keyword refused",
+			env:     map[string]string{"DATABASE_URL": "host=h user=u password=hunter2"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name:    "password in an unparsable URL refused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u:hunter2@h:notaport/db"},
+			wantErr: "DATABASE_URL contains a password",
+		},
+		{
+			name: "URL file may hold the password",
+			env:  map[string]string{"DATABASE_URL_FILE": urlFile},
+			want: Config{URL: "postgres://u:hunter2@h/db?sslmode=verify-full", URLFile: urlFile, Vars: []string{"DATABASE_URL_FILE"}},
+		},
+		{
+			name:    "missing URL file",
+			env:     map[string]string{"DATABASE_URL_FILE": "/nonexistent/url"},
+			wantErr: "read DATABASE_URL_FILE /nonexistent/url",
+		},
+		{
+			name:    "empty URL file",
+			env:     map[string]string{"DATABASE_URL_FILE": writeFile(t, "\n")},
+			wantErr: "is empty",
+		},
+		{
+			name:    "URL and URL file conflict",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db", "DATABASE_URL_FILE": urlFile},
+			wantErr: "DATABASE_URL and DATABASE_URL_FILE are both set",
+		},
+		{
+			name:    "URL file and split variables conflict",
+			env:     map[string]string{"DATABASE_URL_FILE": urlFile, "POSTGRES_PORT": "5433"},
+			wantErr: "DATABASE_URL_FILE and POSTGRES_PORT are both set",
+		},
+		{
+			name: "CA file for verify-full",
+			env:  map[string]string{"POSTGRES_SSLMODE": "verify-full", "POSTGRES_SSLROOTCERT": "/run/postgres-ca/ca.crt"},
+			want: Config{SSLMode: "verify-full", SSLRootCert: "/run/postgres-ca/ca.crt", Vars: []string{"POSTGRES_SSLMODE", "POSTGRES_SSLROOTCERT"}},
+		},
+		{
+			name:    "URL and CA file variable conflict",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@h/db", "POSTGRES_SSLROOTCERT": "/ca.crt"},
+			wantErr: "DATABASE_URL and POSTGRES_SSLROOTCERT are both set",
 		},
 		{
 			name:    "URL and split variables conflict",
@@ -178,6 +244,20 @@ func TestPoolConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "system roots verify the server",
+			cfg:  Config{Host: "db", SSLMode: "verify-full", SSLRootCert: "system"},
+			check: func(t *testing.T, got poolView) {
+				if !got.TLS || !got.RootCAs || got.PlainFallback {
+					t.Fatalf("tls %v roots %v plaintext fallback %v; want verified TLS only", got.TLS, got.RootCAs, got.PlainFallback)
+				}
+			},
+		},
+		{
+			name:    "CA file reaches pgx",
+			cfg:     Config{SSLMode: "verify-full", SSLRootCert: "/nonexistent/ca.crt"},
+			wantErr: "unable to read CA file",
+		},
+		{
 			name:    "missing password file",
 			cfg:     Config{PasswordFile: "/nonexistent/pw"},
 			wantErr: "read POSTGRES_PASSWORD_FILE /nonexistent/pw",
@@ -191,6 +271,11 @@ func TestPoolConfig(t *testing.T) {
 			name:    "URL password and password file conflict",
 			cfg:     Config{URL: "postgres://u:p@h/d", PasswordFile: pwFile},
 			wantErr: "DATABASE_URL contains a password and POSTGRES_PASSWORD_FILE is set",
+		},
+		{
+			name:    "URL file's password and password file conflict",
+			cfg:     Config{URL: "postgres://u@h/d?password=topsecret", URLFile: "/run/secrets/url", PasswordFile: pwFile},
+			wantErr: "DATABASE_URL_FILE (/run/secrets/url) contains a password and POSTGRES_PASSWORD_FILE is set",
 		},
 		{
 			name:    "unparsable URL does not echo its password",
@@ -222,7 +307,7 @@ func TestPoolConfig(t *testing.T) {
 			v := poolView{Host: cc.Host, Port: cc.Port, User: cc.User, Database: cc.Database, Password: cc.Password,
 				ConnectTimeout: cc.ConnectTimeout, StatementTimeout: cc.RuntimeParams["statement_timeout"],
 				MaxConns: pc.MaxConns, MinConns: pc.MinConns, HealthCheck: pc.HealthCheckPeriod, Lifetime: pc.MaxConnLifetime,
-				TLS: cc.TLSConfig != nil}
+				TLS: cc.TLSConfig != nil, RootCAs: cc.TLSConfig != nil && cc.TLSConfig.RootCAs != nil}
 			for _, fb := range cc.Fallbacks {
 				if fb.TLSConfig == nil {
 					v.PlainFallback = true
@@ -241,7 +326,7 @@ type poolView struct {
 	StatementTimeout               string
 	MaxConns, MinConns             int32
 	HealthCheck, Lifetime          time.Duration
-	TLS, PlainFallback             bool
+	TLS, PlainFallback, RootCAs    bool
 }
 
 func assertView(t *testing.T, got, want poolView) {
@@ -259,10 +344,16 @@ func TestPasswordSourceAndRedacted(t *testing.T) {
 	}{
 		{Config{URL: "postgres://u:topsecret@h:5432/d?sslmode=disable"}, "DATABASE_URL", "postgres://u:xxxxx@h:5432/d?sslmode=disable"},
 		{Config{URL: "postgres://u@h/d"}, "none", "postgres://u@h/d"},
+		{Config{URL: "postgres://u@h/d?password=topsecret&sslmode=disable"}, "DATABASE_URL", "postgres://u@h/d?password=xxxxx&sslmode=disable"},
+		{Config{URL: "postgres://u@h/d?sslmode=disable&sslpassword=topsecret"}, "DATABASE_URL", "postgres://u@h/d?sslmode=disable&sslpassword=xxxxx"},
+		{Config{URL: "postgres://u:topsecret@h/d", URLFile: "/run/secrets/url"}, "DATABASE_URL_FILE (/run/secrets/url)", "postgres://u:xxxxx@h/d"},
+		{Config{URL: "postgres://u:topsecret@h:bad/d?password=topsecret"}, "DATABASE_URL", "postgres://u:xxxxx@h:bad/d?password=xxxxx"},
+		{Config{URL: "host=h sslpassword=topsecret"}, "DATABASE_URL", "host=h sslpassword=xxxxx"},
 		{Config{URL: "postgres://u@h/d", PasswordFile: "/run/secrets/pg"}, "POSTGRES_PASSWORD_FILE (/run/secrets/pg)", "postgres://u@h/d"},
 		{Config{URL: "host=h user=u password='top secret' dbname=d"}, "DATABASE_URL", "host=h user=u password=xxxxx dbname=d"},
 		{Config{URL: "host=h password=topsecret"}, "DATABASE_URL", "host=h password=xxxxx"},
 		{Config{Host: "db", PasswordFile: "/pw"}, "POSTGRES_PASSWORD_FILE (/pw)", "host=db port=5432 user=brain dbname=brain sslmode=prefer"},
+		{Config{Host: "db", SSLMode: "verify-full", SSLRootCert: "/ca dir/ca.crt"}, "none", "host=db port=5432 user=brain dbname=brain sslmode=verify-full sslrootcert='/ca dir/ca.crt'"},
 		{Config{}, "none", "host=127.0.0.1 port=5432 user=brain dbname=brain sslmode=prefer"},
 	}
 	for _, tt := range tests {
@@ -275,6 +366,20 @@ func TestPasswordSourceAndRedacted(t *testing.T) {
 		}
 		if strings.Contains(got, "topsecret") || strings.Contains(got, "top secret") {
 			t.Errorf("Redacted leaks the password: %q", got)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"dial postgres://u:topsecret@h/d: refused", "dial postgres://u:xxxxx@h/d: refused"},
+		{"cannot parse `postgres://u@h/d?password=topsecret`: bad", "cannot parse `postgres://u@h/d?password=xxxxx`: bad"},
+		{"host=h password='top secret' sslpassword=topsecret", "host=h password=xxxxx sslpassword=xxxxx"},
+		{"nothing secret here", "nothing secret here"},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

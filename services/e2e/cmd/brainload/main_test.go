@@ -53,7 +53,8 @@ func TestDBConfig(t *testing.T) {
 		{name: "nothing given", env: map[string]string{}, wantNil: true},
 		{name: "flag", url: "postgres://brain:pw@127.0.0.1:55442/brain?sslmode=disable", host: "127.0.0.1"},
 		{name: "remote refused", url: "postgres://brain:pw@db.example.com:5432/brain", wantErr: "not a loopback"},
-		{name: "environment", env: map[string]string{"DATABASE_URL": "postgres://brain:pw@localhost:5432/brain"}, host: "localhost"},
+		{name: "environment", env: map[string]string{"DATABASE_URL": "postgres://brain@localhost:5432/brain"}, host: "localhost"},
+		{name: "password in the environment refused, as memory does", env: map[string]string{"DATABASE_URL": "postgres://brain:pw@localhost:5432/brain"}, wantErr: "DATABASE_URL contains a password"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

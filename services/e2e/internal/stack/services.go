@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// Postgres says where memory finds PostgreSQL: either URL (DATABASE_URL,
-// which may carry the password) or the POSTGRES_* fields with a password
-// file, never both.
+// Postgres says where memory finds PostgreSQL: either URL (which may carry
+// the password; it is handed over as a file, DATABASE_URL_FILE, because
+// memory refuses a password in DATABASE_URL) or the POSTGRES_* fields with a
+// password file, never both.
 type Postgres struct {
 	URL          string
 	Host         string
@@ -21,9 +23,13 @@ type Postgres struct {
 	PasswordFile string
 }
 
-func (pg Postgres) env() []string {
+func (pg Postgres) env(t testing.TB) []string {
 	if pg.URL != "" {
-		return []string{"DATABASE_URL=" + pg.URL}
+		f := filepath.Join(t.TempDir(), "database-url")
+		if err := os.WriteFile(f, []byte(pg.URL), 0o600); err != nil {
+			t.Fatalf("stack: write the database URL file: %v", err)
+		}
+		return []string{"DATABASE_URL_FILE=" + f}
 	}
 	user := pg.User
 	if user == "" {
@@ -72,7 +78,7 @@ func StartMemory(t testing.TB, bin string, cfg MemoryConfig) *Process {
 	t.Helper()
 	grpcAddr, httpAddr := addrOr(t, cfg.GRPCAddr), addrOr(t, cfg.HTTPAddr)
 	env := append(append([]string{}, commonDefaults...), "MIGRATE_ON_START=true", "RECALL_TIMEOUT=300ms")
-	env = append(env, cfg.Postgres.env()...)
+	env = append(env, cfg.Postgres.env(t)...)
 	env = append(env, "GRPC_ADDR="+grpcAddr, "HTTP_ADDR="+httpAddr)
 	return Start(t, Spec{
 		Name: "memory", Bin: bin, Args: []string{"serve"},

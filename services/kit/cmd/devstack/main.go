@@ -1,6 +1,6 @@
 // Command devstack is `make run`: it brings up PostgreSQL (a persistent
-// cluster under .run/ from the installed binaries, unless DATABASE_URL
-// points elsewhere), the memory service and the orchestrator, waits until
+// cluster under .run/ from the installed binaries, unless DATABASE_URL or
+// DATABASE_URL_FILE points elsewhere), the memory service and the orchestrator, waits until
 // each is healthy, seeds a small demo memory on first start, prints where
 // everything listens and what to try, and stops all of it on Ctrl-C.
 package main
@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,7 +60,15 @@ func run(args []string) int {
 	}
 	o.pgPort, o.seed = *pgPort, *seed
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// `make run | tee log` and Ctrl-C: tee dies with devstack, and the next
+	// line devstack prints would kill it with SIGPIPE before it stopped its
+	// children (in their own process groups, so Ctrl-C does not reach them).
+	// With SIGPIPE notified, such a write fails with EPIPE instead, and the
+	// output is best effort. Notify rather than Ignore: an ignored signal
+	// stays ignored in the children across exec.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	// SIGHUP: the terminal went away.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := up(ctx, o); err != nil {
 		fmt.Fprintf(os.Stderr, "devstack: %v\n", err)
@@ -79,9 +88,9 @@ func up(ctx context.Context, o options) error {
 	memEnv := []string{
 		"GRPC_ADDR=" + o.memoryGRPC, "HTTP_ADDR=" + o.memoryHTTP, "MIGRATE_ON_START=true",
 	}
-	if url := os.Getenv("DATABASE_URL"); url != "" {
-		fmt.Println("postgres      DATABASE_URL (external)")
-		memEnv = append(memEnv, "DATABASE_URL="+url)
+	if url, file := os.Getenv("DATABASE_URL"), os.Getenv("DATABASE_URL_FILE"); url != "" || file != "" {
+		// memory inherits the variable (a URL with a password only as a file).
+		fmt.Println("postgres      DATABASE_URL or DATABASE_URL_FILE (external)")
 	} else {
 		dataDir := filepath.Join(runDir, "postgres")
 		fmt.Printf("postgres      starting a local cluster in %s ...\n", dataDir)
@@ -174,15 +183,26 @@ func spawn(bin string, env []string, logPath string, exited chan<- string) (*chi
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// Its own process group: Ctrl-C reaches devstack, which stops children
-	// in order (orchestrator first) instead of all at once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group: Ctrl-C reaches devstack, which stops
+		// children in order (orchestrator first) instead of all at once.
+		Setpgid: true,
+		// Whatever ends devstack (SIGKILL, a crash, a panic in any
+		// goroutine), the kernel then asks the child to stop.
+		Pdeathsig: syscall.SIGTERM,
 	}
 	c := &child{name: filepath.Base(bin), cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	started := make(chan error, 1)
+	// Pdeathsig fires when the forking *thread* exits, so the thread that
+	// starts the child stays locked until the child has exited.
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		_ = cmd.Wait()
 		_ = logFile.Close()
 		close(c.done)
@@ -191,6 +211,10 @@ func spawn(bin string, env []string, logPath string, exited chan<- string) (*chi
 		default:
 		}
 	}()
+	if err := <-started; err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
 	return c, nil
 }
 
