@@ -198,6 +198,12 @@ func (q Query) Key() string {
 // Scores explains a ranked score; each part is 0..1.
 type Scores struct {
 	Relevance, Importance, Recency, Total float64
+	// OwnWords and Context split Relevance: the episode's own words, and
+	// the words of its session neighbours (see ContextFromPrevious).
+	OwnWords, Context float64
+	// Time is the closeness to a time the query names (0 when it names
+	// none).
+	Time float64
 }
 
 // Result is one recalled episode with its scores.

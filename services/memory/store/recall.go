@@ -34,6 +34,12 @@ const (
 	// SessionCandidates caps the candidates of a session-filtered ranked
 	// recall.
 	SessionCandidates = 2000
+	// ContextSeeds is how many of the best own-word matches lend their
+	// words to their session neighbours.
+	ContextSeeds = 50
+	// WindowCandidates caps the episodes a time expression adds as
+	// candidates (the latest within its reach), beside the word matches.
+	WindowCandidates = 200
 )
 
 // Statement is one SQL statement with its bind arguments.
@@ -43,7 +49,7 @@ type Statement struct {
 }
 
 // resultColumns follow episodeColumns in every recall statement.
-const resultColumns = `, top.relevance, top.importance, top.recency, top.total`
+const resultColumns = `, top.relevance, top.importance, top.recency, top.total, top.own_words, top.context, top.time_score`
 
 // args accumulates bind arguments and returns their $n references.
 type args []any
@@ -83,33 +89,38 @@ func prepare(q recall.Query) recall.Query {
 }
 
 // RecallStatement returns the one statement Recall runs for q (after
-// filling q's defaults, AsOf = now when zero), or ok=false when q has no
-// content terms and Recall answers empty without asking the database. It is
-// exported so that a benchmark can run the very same SQL directly.
+// filling q's defaults, AsOf = now when zero), or ok=false when q has
+// neither content terms nor a time expression and Recall answers empty
+// without asking the database. It is exported so that a benchmark can run
+// the very same SQL directly.
 func RecallStatement(q recall.Query) (st Statement, ok bool) {
 	q = prepare(q)
 	if q.Mode == recall.Substring {
 		return substringStatement(q), true
 	}
-	terms := recall.Terms(q.Text)
-	if len(terms) == 0 {
+	an := recall.Analyze(q.Text, q.AsOf)
+	if len(an.Terms) == 0 && len(an.Windows) == 0 {
 		return Statement{}, false
 	}
-	return rankedStatement(q, terms), true
+	return rankedStatement(q, an), true
 }
 
-func rankedStatement(q recall.Query, terms []string) Statement {
+func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	var a args
 	ns := a.add(q.Namespace)
-	termsArg := a.add(terms)
+	termsArg := a.add(an.Terms)
 	asOf := a.add(q.AsOf)
 	halfLife := a.add(q.HalfLife.Seconds())
-	wRel, wImp, wRec := a.add(q.Weights.Relevance), a.add(q.Weights.Importance), a.add(q.Weights.Recency)
+	w := q.Weights.WithTime(len(an.Windows) > 0)
+	wRel, wImp, wRec, wTime := a.add(w.Relevance), a.add(w.Importance), a.add(w.Recency), a.add(w.Time)
 	limit := a.add(q.Limit)
 
 	var hits string
-	if q.SessionID != "" {
-		tsq := a.add(recall.TSQuery(terms))
+	switch {
+	case len(an.Terms) == 0:
+		hits = `SELECT NULL::uuid AS episode_id, 0::float8 AS rel, 0::float8 AS importance, NULL::timestamptz AS created_at WHERE false`
+	case q.SessionID != "":
+		tsq := a.add(recall.TSQuery(an.Terms))
 		filters := filterSQL(q, &a, "e")
 		hits = `SELECT c.id AS episode_id, r.rel, c.importance, c.created_at
 	FROM (SELECT e.id, e.importance, e.created_at FROM episodes e
@@ -119,7 +130,7 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 		FROM postings p JOIN terms t ON t.lexeme = p.lexeme
 		WHERE p.namespace = ` + ns + ` AND p.episode_id = c.id) r
 	WHERE r.rel > 0`
-	} else {
+	default:
 		// Time and importance filters apply to the postings themselves
 		// (they carry both), so the best TermDepth are the best that pass.
 		filters := filterSQL(q, &a, "p")
@@ -131,6 +142,43 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 	GROUP BY h.episode_id`
 	}
 
+	// Conversational context: the best-matching episodes lend their words,
+	// at a lower weight, to the episodes just after and just before them in
+	// their session (an answer rarely repeats its question's words).
+	seeds := a.add(ContextSeeds)
+	ctxPrev, ctxNext := a.add(recall.ContextFromPrevious), a.add(recall.ContextFromNext)
+	ctxStatement := a.add(recall.ContextAfterStatement)
+	nbFilters := filterSQL(recall.Query{CreatedAfter: q.CreatedAfter, CreatedBefore: q.CreatedBefore, MinImportance: q.MinImportance}, &a, "n")
+	neighbour := func(cmp, order string) string {
+		return `SELECT e.id, e.importance, e.created_at FROM episodes e
+		WHERE e.namespace = ` + ns + ` AND e.session_id = s.session_id AND (e.created_at, e.id) ` + cmp + ` (s.created_at, s.episode_id)
+		ORDER BY e.created_at ` + order + `, e.id ` + order + ` LIMIT 1`
+	}
+
+	windowed, timeScore := "", "0::float8"
+	if len(an.Windows) > 0 {
+		var starts, ends []time.Time
+		var before, after []float64
+		from, to := an.Windows[0].Reach()
+		for _, w := range an.Windows {
+			starts, ends = append(starts, w.Start), append(ends, w.End)
+			before, after = append(before, w.Before.Seconds()), append(after, w.After.Seconds())
+			f, t := w.Reach()
+			from, to = minTime(from, f), maxTime(to, t)
+		}
+		filters := filterSQL(q, &a, "e")
+		windowed = `
+		UNION ALL
+		SELECT w.episode_id, 0, 0, 0, w.importance, w.created_at FROM (
+			SELECT e.id AS episode_id, e.importance, e.created_at FROM episodes e
+			WHERE e.namespace = ` + ns + ` AND e.created_at >= ` + a.add(from) + ` AND e.created_at < ` + a.add(to) + filters + `
+			ORDER BY e.created_at DESC LIMIT ` + a.add(WindowCandidates) + `) w`
+		timeScore = `(SELECT max(CASE WHEN c.created_at < w.s THEN exp(-extract(epoch FROM w.s - c.created_at)::float8 / w.b)
+			WHEN c.created_at >= w.e THEN exp(-extract(epoch FROM c.created_at - w.e)::float8 / w.a) ELSE 1 END)
+			FROM unnest(` + a.add(starts) + `::timestamptz[], ` + a.add(ends) + `::timestamptz[], ` +
+			a.add(before) + `::float8[], ` + a.add(after) + `::float8[]) AS w(s, e, b, a))`
+	}
+
 	sql := `WITH terms AS MATERIALIZED (
 	SELECT t.lexeme, ln(1 + (s.episode_count - t.df + 0.5) / (t.df + 0.5)) AS idf
 	FROM namespace_stats s JOIN term_stats t ON t.namespace = s.namespace
@@ -139,18 +187,59 @@ func rankedStatement(q recall.Query, terms []string) Statement {
 		FROM unnest(to_tsvector('simple', array_to_string(` + termsArg + `::text[], ' '))) u))
 ), hits AS (
 	` + hits + `
+), seeds AS MATERIALIZED (
+	SELECT h.episode_id, h.rel, e.session_id, e.created_at, strpos(e.content, '?') > 0 AS question
+	FROM (SELECT episode_id, rel, created_at FROM hits ORDER BY rel DESC, created_at DESC, episode_id LIMIT ` + seeds + `) h
+	JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = h.episode_id
+	WHERE e.session_id <> ''
+), neighbours AS (
+	SELECT n.id AS episode_id, CASE WHEN s.question THEN s.rel ELSE ` + ctxStatement + `::float8 * s.rel END AS prev_rel,
+		0::float8 AS next_rel, n.importance, n.created_at
+	FROM seeds s CROSS JOIN LATERAL (` + neighbour(">", "ASC") + `) n
+	UNION ALL
+	SELECT n.id, 0, s.rel, n.importance, n.created_at
+	FROM seeds s CROSS JOIN LATERAL (` + neighbour("<", "DESC") + `) n
+), cands AS (
+	SELECT episode_id, sum(own) AS own, sum(prev_rel) AS prev_rel, sum(next_rel) AS next_rel,
+		max(importance) AS importance, max(created_at) AS created_at
+	FROM (
+		SELECT episode_id, rel AS own, 0::float8 AS prev_rel, 0::float8 AS next_rel, importance, created_at FROM hits
+		UNION ALL
+		SELECT n.episode_id, 0, n.prev_rel, n.next_rel, n.importance, n.created_at FROM neighbours n WHERE true` + nbFilters + windowed + `
+	) c GROUP BY episode_id
 ), parts AS (
-	SELECT episode_id, created_at, rel / max(rel) OVER () AS relevance, importance,
-		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - created_at)::float8, 0) / ` + halfLife + `::float8) AS recency
-	FROM hits
+	SELECT c.episode_id, c.created_at, c.importance, c.own,
+		` + ctxPrev + `::float8 * c.prev_rel + ` + ctxNext + `::float8 * c.next_rel AS ctx,
+		exp(-ln(2) * greatest(extract(epoch FROM ` + asOf + `::timestamptz - c.created_at)::float8, 0) / ` + halfLife + `::float8) AS recency,
+		coalesce(` + timeScore + `, 0) AS time_score
+	FROM cands c
+), norm AS (
+	SELECT parts.*, coalesce(own / nullif(max(own + ctx) OVER (), 0), 0) AS own_words,
+		coalesce(ctx / nullif(max(own + ctx) OVER (), 0), 0) AS context
+	FROM parts
 ), top AS (
-	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total
-	FROM parts ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `
+	SELECT norm.*, own_words + context AS relevance,
+		` + wRel + `::float8 * (own_words + context) + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency + ` + wTime + `::float8 * time_score AS total
+	FROM norm ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `
 )
 SELECT ` + episodeColumns + resultColumns + `
 FROM top JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = top.episode_id
 ORDER BY top.total DESC, top.created_at DESC, top.episode_id`
 	return Statement{SQL: sql, Args: a}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // substringStatement is the prototype's recall, escaped: whole query
@@ -171,7 +260,8 @@ func substringStatement(q recall.Query) Statement {
 	WHERE e.namespace = ` + ns + ` AND e.content ILIKE ` + pattern + ` ESCAPE '\'` + filters + `
 	ORDER BY e.importance DESC, e.created_at DESC, e.id LIMIT ` + a.add(q.Limit) + `
 ), top AS (
-	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total
+	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total,
+		relevance AS own_words, 0::float8 AS context, 0::float8 AS time_score
 	FROM parts
 )
 SELECT ` + episodeColumns + resultColumns + `
@@ -201,7 +291,7 @@ func (s *Store) Recall(ctx context.Context, q recall.Query) ([]recall.Result, er
 	for rows.Next() {
 		var r recall.Result
 		sc := &r.Scores
-		ep, err := scanEpisode(rows, &sc.Relevance, &sc.Importance, &sc.Recency, &sc.Total)
+		ep, err := scanEpisode(rows, &sc.Relevance, &sc.Importance, &sc.Recency, &sc.Total, &sc.OwnWords, &sc.Context, &sc.Time)
 		if err != nil {
 			return nil, fmt.Errorf("recall %q: %w", q.Namespace, err)
 		}

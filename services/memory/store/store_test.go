@@ -427,7 +427,7 @@ func TestRecallFilters(t *testing.T) {
 		e.SessionID = sess
 		return e
 	}
-	mustWrite(t, s, mk("s1", "coffee in the morning", 3), mk("s2", "coffee with friends", 2), mk("s2", "tea at noon", 1))
+	mustWrite(t, s, mk("s1", "coffee in the morning", 3), mk("s2", "coffee with friends", 2), mk("s3", "tea at noon", 1))
 	after, before := t0.Add(-2*24*time.Hour), t0.Add(-24*time.Hour)
 	tests := []struct {
 		name string

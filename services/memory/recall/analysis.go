@@ -1,0 +1,107 @@
+package recall
+
+import (
+	"math"
+	"time"
+
+	"github.com/brainhq/brain/services/memory/timeexpr"
+)
+
+// TimeWindow is a soft time preference taken from a query: episodes written
+// inside [Start, End) score 1, those outside decay exponentially with their
+// distance, with time constant Before on the early side and After on the
+// late side. After is the longer: people talk about an event in the days
+// after it ("last weekend"), less often before it.
+type TimeWindow struct {
+	Start, End    time.Time
+	Before, After time.Duration
+}
+
+// slack is the (Before, After) decay of a window of each granularity: a
+// named day reaches into the next few days, a named year by a month or two.
+var slack = map[timeexpr.Granularity][2]time.Duration{
+	timeexpr.Day:    {24 * time.Hour, 4 * 24 * time.Hour},
+	timeexpr.Week:   {2 * 24 * time.Hour, 5 * 24 * time.Hour},
+	timeexpr.Month:  {5 * 24 * time.Hour, 10 * 24 * time.Hour},
+	timeexpr.Season: {10 * 24 * time.Hour, 20 * 24 * time.Hour},
+	timeexpr.Year:   {30 * 24 * time.Hour, 60 * 24 * time.Hour},
+}
+
+// Score is the window's preference for an episode written at t: 1 inside,
+// exp(−distance/decay) outside.
+func (w TimeWindow) Score(t time.Time) float64 {
+	switch {
+	case t.Before(w.Start):
+		return math.Exp(-w.Start.Sub(t).Seconds() / w.Before.Seconds())
+	case !t.Before(w.End):
+		return math.Exp(-t.Sub(w.End).Seconds() / w.After.Seconds())
+	}
+	return 1
+}
+
+// Reach is the span outside which an episode's time score is below
+// exp(-3) (5%): where time-only candidates are looked for.
+func (w TimeWindow) Reach() (from, to time.Time) {
+	return w.Start.Add(-3 * w.Before), w.End.Add(3 * w.After)
+}
+
+// TimeScore is the best score of t over the windows, 0 without windows.
+func TimeScore(t time.Time, ws []TimeWindow) float64 {
+	best := 0.0
+	for _, w := range ws {
+		best = max(best, w.Score(t))
+	}
+	return best
+}
+
+// Analysis is what ranked recall takes from a query's text.
+type Analysis struct {
+	// Terms are the content words left once time expressions are removed.
+	Terms []string
+	// Windows are the query's time expressions, resolved against as_of.
+	Windows []TimeWindow
+}
+
+// Analyze splits a ranked query into its content terms and its time
+// preferences, relative to asOf (which must be set).
+func Analyze(text string, asOf time.Time) Analysis {
+	p := timeexpr.Parse(text, asOf)
+	a := Analysis{Terms: Terms(p.Rest)}
+	for _, r := range p.Ranges {
+		s := slack[r.Granularity]
+		a.Windows = append(a.Windows, TimeWindow{Start: r.Start, End: r.End, Before: s[0], After: s[1]})
+	}
+	return a
+}
+
+// Conversational context: an episode's relevance adds these shares of the
+// raw word scores of the episode just before it and just after it in its
+// session. The previous one weighs more: an answer follows its question.
+const (
+	ContextFromPrevious = 0.8
+	ContextFromNext     = 0.1
+	// ContextAfterStatement scales ContextFromPrevious when the previous
+	// episode asks nothing (has no question mark): a reply to a statement
+	// rarely holds what the statement was about.
+	ContextAfterStatement = 0.1
+)
+
+// DefaultTimeWeight weighs the time score against relevance (0.8),
+// importance and recency (0.1 each) when the query names a time.
+const DefaultTimeWeight = 0.8
+
+// BlendWeights are the normalised weights of a ranked total.
+type BlendWeights struct {
+	Relevance, Importance, Recency, Time float64
+}
+
+// WithTime returns the weights of a total, normalised to sum 1, with a time
+// part when the query named a time.
+func (w Weights) WithTime(named bool) BlendWeights {
+	w = w.Normalized()
+	if !named {
+		return BlendWeights{Relevance: w.Relevance, Importance: w.Importance, Recency: w.Recency}
+	}
+	sum := 1 + float64(DefaultTimeWeight)
+	return BlendWeights{w.Relevance / sum, w.Importance / sum, w.Recency / sum, float64(DefaultTimeWeight) / sum}
+}
