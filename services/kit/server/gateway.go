@@ -2,15 +2,20 @@ package server
 
 import (
 	"fmt"
+	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/brainhq/brain/services/kit/badrequest"
 )
 
 // newGatewayMux returns the JSON gateway with Brain's conventions: unknown
@@ -18,9 +23,11 @@ import (
 // values are written (a client sees "degraded": false), the request id
 // travels both ways as X-Request-Id, and a server stream is written as
 // newline-delimited JSON, one {"result": ...} object per message. Unknown
-// query parameters are rejected like unknown body fields.
+// query parameters are rejected like unknown body fields, and path and query
+// parameters that are not UTF-8 get 400 naming them.
 func newGatewayMux() *runtime.ServeMux {
-	return runtime.NewServeMux(
+	var mux *runtime.ServeMux // the handlers below run after it is set
+	mux = runtime.NewServeMux(
 		runtime.SetQueryParameterParser(&strictQueryParser{}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
@@ -40,7 +47,62 @@ func newGatewayMux() *runtime.ServeMux {
 			}
 			return runtime.MetadataHeaderPrefix + key, true
 		}),
+		runtime.WithMiddlewares(func(next runtime.HandlerFunc) runtime.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request, pathParams map[string]string) {
+				if err := checkParamsUTF8(pathParams, r.URL.RawQuery); err != nil {
+					_, out := runtime.MarshalerForRequest(mux, r)
+					runtime.HTTPError(r.Context(), mux, out, w, r, err)
+					return
+				}
+				next(w, r, pathParams)
+			}
+		}),
 	)
+	return mux
+}
+
+// checkParamsUTF8 rejects path and query parameters that do not decode to
+// UTF-8. Left alone they reach a proto3 string field, which the gateway's
+// own gRPC client then refuses to marshal: INTERNAL, HTTP 500. The bad
+// bytes are never echoed; the parameter is named as the client spelled it.
+func checkParamsUTF8(pathParams map[string]string, rawQuery string) error {
+	var v badrequest.Violations
+	for _, name := range slices.Sorted(mapKeys(pathParams)) {
+		if !utf8.ValidString(pathParams[name]) {
+			v.Add(name, "path parameter must be valid UTF-8")
+		}
+	}
+	if rawQuery != "" {
+		// A malformed query is the handler's to reject (ParseForm); what
+		// did parse is checked here.
+		values, _ := url.ParseQuery(rawQuery)
+		for _, key := range slices.Sorted(mapKeys(values)) {
+			if v.Len() >= maxReported {
+				break
+			}
+			if !utf8.ValidString(key) {
+				v.Add(printable([]byte(key)), "query parameter name must be valid UTF-8")
+				continue
+			}
+			for _, val := range values[key] {
+				if !utf8.ValidString(val) {
+					v.Add(key, "query parameter must be valid UTF-8")
+					break
+				}
+			}
+		}
+	}
+	return v.Err()
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
 }
 
 // strictQueryParser rejects query parameters that name no field of the

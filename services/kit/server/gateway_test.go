@@ -1,11 +1,19 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
+	"google.golang.org/grpc"
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 )
@@ -47,5 +55,82 @@ func TestStrictQueryParser(t *testing.T) {
 	if err := (&strictQueryParser{}).Parse(msg, url.Values{"pageSize": {"10"}, "sessionId": {"s"}}, utilities.NewDoubleArray(nil)); err != nil ||
 		msg.GetPageSize() != 10 || msg.GetSessionId() != "s" {
 		t.Fatalf("known parameters not bound: %v %v", msg, err)
+	}
+}
+
+// gatewayStack is a server whose gateway serves memory's routes over a stub
+// that counts the calls reaching it.
+func gatewayStack(t *testing.T) (base string, stub *memoryStub) {
+	t.Helper()
+	stub = &memoryStub{}
+	r := start(t, Config{Name: "test"}, func(s *Server) {
+		memoryv1.RegisterMemoryServiceServer(s.GRPC(), stub)
+		s.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
+			return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
+		})
+	})
+	return "http://" + r.srv.HTTPAddr(), stub
+}
+
+func httpCall(t *testing.T, method, url, body string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s %s: body is not JSON: %v: %q", method, url, err, b)
+	}
+	return resp, m
+}
+
+// TestGatewayRejectsParamsThatAreNotUTF8: a path or query parameter that
+// decodes to invalid UTF-8 gets 400 naming it (it used to reach the
+// gateway's gRPC client, which refused to marshal it: HTTP 500), and the
+// call never reaches the service.
+func TestGatewayRejectsParamsThatAreNotUTF8(t *testing.T) {
+	base, stub := gatewayStack(t)
+	id := "0b4e7d8c-3f0a-4d6e-9a51-2c1f4b7e8d90"
+	tests := []struct {
+		method, path, param string
+	}{
+		{"GET", "/v1/memory/stats?namespace=%FF", "namespace"},
+		{"GET", "/v1/memory/namespaces/%FF/episodes", "namespace"},
+		{"GET", "/v1/memory/namespaces/ns/episodes?sessionId=%C3", "sessionId"},
+		{"GET", "/v1/memory/namespaces/ns/episodes?pageToken=ab%FE%FF", "pageToken"},
+		{"GET", "/v1/memory/namespaces/ns/episodes?session_id=ok&pageToken=%80", "pageToken"},
+		{"GET", "/v1/memory/namespaces/%E2%82/episodes/" + id, "namespace"},
+		{"GET", "/v1/memory/namespaces/ns/episodes/%FF", "id"},
+		{"DELETE", "/v1/memory/namespaces/%FF/episodes/" + id, "namespace"},
+		{"DELETE", "/v1/memory/namespaces/ns/episodes/a%FFb", "id"},
+		{"DELETE", "/v1/memory/namespaces/%FF", "namespace"},
+		{"GET", "/v1/memory/namespaces/ns/episodes?%FF=1", "query parameter name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			resp, body := httpCall(t, tt.method, base+tt.path, "")
+			msg, _ := body["message"].(string)
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg, tt.param) || !strings.Contains(msg, "UTF-8") {
+				t.Fatalf("= %d %v, want 400 naming %s as not UTF-8", resp.StatusCode, body, tt.param)
+			}
+			if !utf8.ValidString(msg) {
+				t.Fatalf("message echoes the invalid bytes: %q", msg)
+			}
+		})
+	}
+	if n := stub.calls.Load(); n != 0 {
+		t.Fatalf("%d bad calls reached the service", n)
+	}
+	// Valid UTF-8, escaped or not, still goes through.
+	if resp, body := httpCall(t, "GET", base+"/v1/memory/namespaces/caf%C3%A9/episodes?sessionId=%E2%82%AC", ""); resp.StatusCode == http.StatusBadRequest {
+		t.Fatalf("valid UTF-8 parameters rejected: %v", body)
 	}
 }
