@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/brainhq/brain/services/e2e/internal/stack"
+	"github.com/brainhq/brain/services/kit/pgtest"
 )
 
 // Hardening of the HTTP edge: what both gateways answer to bad input, and
@@ -48,4 +55,99 @@ func TestEdgeParamsNotUTF8(t *testing.T) {
 		})
 	}
 	s.alive(t)
+}
+
+// edgeStack starts memory and the orchestrator on a fresh database, with
+// extra orchestrator environment.
+func edgeStack(t *testing.T, orchEnv ...string) (mem, orch *stack.Process) {
+	t.Helper()
+	mem = stack.StartMemory(t, bins.Memory, stack.MemoryConfig{Postgres: stack.Postgres{URL: pgtest.NewDatabase(t)}})
+	if _, err := stack.WaitListening(mem.GRPCAddr, mem.Started, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stack.MustWaitHealth(t, stack.Dial(t, mem.GRPCAddr), "postgres", stack.Serving, mem.Started, 5*time.Second)
+	orch = stack.StartOrchestrator(t, bins.Orchestrator, stack.OrchestratorConfig{MemoryAddr: mem.GRPCAddr, Env: orchEnv})
+	if _, err := stack.WaitListening(orch.HTTPAddr, orch.Started, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	stack.MustWaitHealth(t, stack.Dial(t, orch.GRPCAddr), "memory", stack.Serving, orch.Started, 5*time.Second)
+	return mem, orch
+}
+
+// TestEdgeFrontDoorDeadlineWhenMemoryStops: with memory stopped (SIGSTOP:
+// its connections stay open, nothing answers) the front door's memory
+// routes answer within MEMORY_PROXY_TIMEOUT, 503 or 504, and the error
+// names no internal address (it hung 12.5 s, then showed socket addresses).
+func TestEdgeFrontDoorDeadlineWhenMemoryStops(t *testing.T) {
+	skipShort(t)
+	const proxyTimeout = time.Second
+	mem, orch := edgeStack(t, "MEMORY_PROXY_TIMEOUT="+proxyTimeout.String())
+	front := "http://" + orch.HTTPAddr
+	ns := namespace("stopped")
+	// The connection to memory is up and in use before memory stops.
+	if code, body := httpDo(t, "GET", front+"/v1/memory/namespaces/"+ns+"/episodes", ""); code != 200 {
+		t.Fatalf("before the stop: %d %s", code, body)
+	}
+
+	if err := mem.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = mem.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+
+	addrs := []string{"127.0.0.1", fmt.Sprint(stack.Port(mem.GRPCAddr))}
+	for _, r := range []struct{ method, path, body string }{
+		{"GET", "/v1/memory/namespaces/" + ns + "/episodes", ""},
+		{"GET", "/v1/memory/stats?namespace=" + ns, ""},
+		{"POST", "/v1/memory/episodes:recall", `{"namespace":"` + ns + `","query":"anything"}`},
+		{"POST", "/v1/memory/episodes:write", `{"episodes":[{"namespace":"` + ns + `","content":"while memory is stopped"}]}`},
+	} {
+		t.Run(r.method+" "+r.path, func(t *testing.T) {
+			start := time.Now()
+			req, err := http.NewRequestWithContext(ctxFor(t, 30*time.Second), r.method, front+r.path, strings.NewReader(r.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("after %s: %v", time.Since(start), err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			took := time.Since(start)
+			t.Logf("%s %s with memory stopped: %d after %s: %s", r.method, r.path, resp.StatusCode, took.Round(time.Millisecond), body)
+			if took > proxyTimeout+2*time.Second {
+				t.Errorf("answered after %s, proxy timeout %s", took, proxyTimeout)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusGatewayTimeout {
+				t.Errorf("status %d, want 503 or 504", resp.StatusCode)
+			}
+			for _, a := range addrs {
+				if strings.Contains(string(body), a) {
+					t.Errorf("body names %q: %s", a, body)
+				}
+			}
+		})
+	}
+	measured.Duration("front door memory route, memory SIGSTOPped → 504", proxyTimeout, "≤ MEMORY_PROXY_TIMEOUT")
+
+	resume()
+	// Memory answers again through the front door once resumed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := httpDo(t, "GET", front+"/v1/memory/namespaces/"+ns+"/episodes", "")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after SIGCONT the route still answers %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
