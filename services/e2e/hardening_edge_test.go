@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
+
+	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
+	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
 	"github.com/brainhq/brain/services/e2e/internal/stack"
 	"github.com/brainhq/brain/services/kit/pgtest"
 )
@@ -150,4 +156,122 @@ func TestEdgeFrontDoorDeadlineWhenMemoryStops(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// bigRunNamespace writes episodes that all match "deploy", long enough that
+// one Orchestrate run at the largest options streams far more than a gRPC
+// stream's 64 KiB flow-control window.
+func bigRunNamespace(t *testing.T, mem memoryv1.MemoryServiceClient) (string, *orchestratorv1.OrchestrateRequest) {
+	t.Helper()
+	ns := namespace("unread")
+	// Distinct words, or LAB_011 drops the episodes as near-duplicates.
+	for b := 0; b < 5; b++ {
+		var eps []*memoryv1.Episode
+		for i := 0; i < 5; i++ {
+			var words []string
+			for w := 0; w < 500; w++ {
+				words = append(words, fmt.Sprintf("w%dx%dx%d", b, i, w))
+			}
+			eps = append(eps, &memoryv1.Episode{Namespace: ns, Content: "the deploy " + strings.Join(words, " ")})
+		}
+		write(t, mem, eps...)
+	}
+	return ns, &orchestratorv1.OrchestrateRequest{Namespace: ns, Query: "how did the deploy go?",
+		Options: &orchestratorv1.OrchestrateOptions{RecallLimit: 20, CandidatePool: 100, ContentMaxChars: 4096, PreloadK: 20}}
+}
+
+// openUnread opens n Orchestrate streams over conn, without a deadline,
+// and never reads them.
+func openUnread(t *testing.T, conn *grpc.ClientConn, req *orchestratorv1.OrchestrateRequest, n int) {
+	t.Helper()
+	c := orchestratorv1.NewOrchestratorServiceClient(conn)
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		if _, err := c.Orchestrate(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEdgeShutdownWithUnreadStreams: 50 Orchestrate streams whose client
+// never reads (no deadline) do not hold the orchestrator past its drain:
+// after SIGTERM it exits within DRAIN_TIMEOUT and a small margin (it took
+// 11.8 s against a 10 s drain).
+func TestEdgeShutdownWithUnreadStreams(t *testing.T) {
+	skipShort(t)
+	const drain = 3 * time.Second
+	mem, orch := edgeStack(t, "DRAIN_TIMEOUT="+drain.String())
+	_, req := bigRunNamespace(t, memoryv1.NewMemoryServiceClient(stack.Dial(t, mem.GRPCAddr)))
+
+	// One run read to the end shows the stream is far beyond the window.
+	conn := stack.Dial(t, orch.GRPCAddr)
+	r := orchestrate(ctxFor(t, 10*time.Second), orchestratorv1.NewOrchestratorServiceClient(conn), req)
+	r.complete(t)
+
+	// A fixed 64 KiB window (no dynamic growth), as a client that never
+	// reads holds the server to.
+	unread, err := grpc.NewClient(orch.GRPCAddr, grpc.WithTransportCredentials(insecureCreds()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unread.Close() })
+	openUnread(t, unread, req, 50)
+	time.Sleep(time.Second) // let the runs finish their work and block on the window
+
+	start := time.Now()
+	if err := orch.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, ok := orch.Wait(drain + 10*time.Second)
+	took := time.Since(start)
+	t.Logf("orchestrator exited %d after %s with 50 unread streams, drain %s", code, took.Round(time.Millisecond), drain)
+	measured.Duration("orchestrator SIGTERM → exit, 50 unread Orchestrate streams", took, "≤ DRAIN_TIMEOUT + 1 s")
+	if !ok {
+		t.Fatalf("orchestrator still running %s after SIGTERM", took)
+	}
+	if took > drain+time.Second {
+		t.Fatalf("orchestrator took %s to exit with a %s drain", took, drain)
+	}
+}
+
+// TestEdgeUnreadStreamIsCut: a stream whose client stops reading, with no
+// deadline of its own, is cut within MAX_CONNECTION_AGE + MAX_CALL_DURATION
+// rather than held with its buffers for as long as the client likes: read
+// after that, it ends in an error instead of delivering the whole run.
+func TestEdgeUnreadStreamIsCut(t *testing.T) {
+	skipShort(t)
+	const maxCall, maxAge = 2 * time.Second, time.Second
+	mem, orch := edgeStack(t, "MAX_CALL_DURATION="+maxCall.String(), "MAX_CONNECTION_AGE="+maxAge.String())
+	_, req := bigRunNamespace(t, memoryv1.NewMemoryServiceClient(stack.Dial(t, mem.GRPCAddr)))
+
+	conn, err := grpc.NewClient(orch.GRPCAddr, grpc.WithTransportCredentials(insecureCreds()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := orchestratorv1.NewOrchestratorServiceClient(conn).Orchestrate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Connection ages are jittered by up to 10%; then the grace; then margin.
+	time.Sleep(maxAge*11/10 + maxCall + 2*time.Second)
+	msgs := 0
+	for {
+		_, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			t.Fatalf("the unread stream was kept and delivered all %d messages", msgs)
+		}
+		if err != nil {
+			t.Logf("unread stream cut after %d messages: %v", msgs, err)
+			break
+		}
+		msgs++
+	}
+	// The server serves on: a run read at once completes.
+	orchestrate(ctxFor(t, 10*time.Second), orchestratorv1.NewOrchestratorServiceClient(stack.Dial(t, orch.GRPCAddr)), req).complete(t)
 }

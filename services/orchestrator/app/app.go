@@ -165,6 +165,9 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		proxy := memoryclient.NewProxy(conn, cfg.MemoryProxyTimeout, log)
 		return memoryv1.RegisterMemoryServiceHandlerClient(ctx, mux, memoryv1.NewMemoryServiceClient(proxy))
 	})
+	// Accesses taken by the last runs are flushed within the drain, after
+	// those runs ended, so the process still stops within DRAIN_TIMEOUT.
+	srv.OnStop(recorder.Stop)
 	return &App{srv: srv, conn: conn, recorder: recorder}, nil
 }
 
@@ -203,8 +206,8 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.recorder.Run(rctx)
 	}()
-	err := a.srv.Run(ctx)
-	stopRecorder() // after the drain: in-flight runs may still submit
+	err := a.srv.Run(ctx) // stops the recorder in its stop sequence
+	stopRecorder()        // unless Run failed before serving
 	wg.Wait()
 	return err
 }
