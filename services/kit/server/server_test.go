@@ -320,7 +320,9 @@ func TestCallLogLevels(t *testing.T) {
 
 // waiter sends one message, then waits for its context, as a handler blocked
 // sending to a client that does not read does.
-type waiter struct{ testpb.UnimplementedTestServiceServer }
+type waiter struct {
+	testpb.UnimplementedTestServiceServer
+}
 
 func (waiter) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
 	if err := stream.Send(&testpb.StreamingOutputCallResponse{}); err != nil {

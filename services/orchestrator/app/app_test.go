@@ -169,7 +169,9 @@ func silentMemory(t *testing.T) string {
 
 // stalledMemory is a memory whose handlers never answer (until the caller
 // gives up), as one whose process stopped mid-call.
-type stalledMemory struct{ memoryv1.UnimplementedMemoryServiceServer }
+type stalledMemory struct {
+	memoryv1.UnimplementedMemoryServiceServer
+}
 
 func (stalledMemory) ListEpisodes(ctx context.Context, _ *memoryv1.ListEpisodesRequest) (*memoryv1.ListEpisodesResponse, error) {
 	<-ctx.Done()

@@ -19,7 +19,9 @@ import (
 // answeringMemory refuses every GetStats with its own UNAVAILABLE, sent
 // after its headers as memory's request-id interceptor does, and never
 // answers ListEpisodes.
-type answeringMemory struct{ memoryv1.UnimplementedMemoryServiceServer }
+type answeringMemory struct {
+	memoryv1.UnimplementedMemoryServiceServer
+}
 
 const memoryOwnReason = "postgres unavailable: nothing was changed; retry with the same ids"
 
