@@ -275,3 +275,76 @@ func TestEdgeUnreadStreamIsCut(t *testing.T) {
 	// The server serves on: a run read at once completes.
 	orchestrate(ctxFor(t, 10*time.Second), orchestratorv1.NewOrchestratorServiceClient(stack.Dial(t, orch.GRPCAddr)), req).complete(t)
 }
+
+// TestEdgeWrongMethodAndLoneSurrogate: on both ports a route asked with a
+// method it does not serve is 405 with Allow (it was 501), and a lone UTF-16
+// surrogate in a JSON string is 400 saying so (it was "unexpected EOF").
+func TestEdgeWrongMethodAndLoneSurrogate(t *testing.T) {
+	skipShort(t)
+	s := startShared(t)
+	methods := []struct {
+		method, path, allow string
+		frontOnly           bool
+	}{
+		{"GET", "/v1/memory/episodes:write", "POST", false},
+		{"PUT", "/v1/memory/episodes:recall", "POST", false},
+		{"DELETE", "/v1/memory/episodes:recordAccess", "POST", false},
+		{"POST", "/v1/memory/namespaces/ns/episodes", "GET", false},
+		{"PATCH", "/v1/memory/namespaces/ns/episodes/" + newID(), "GET, DELETE", false},
+		{"GET", "/v1/memory/namespaces/ns", "DELETE", false},
+		{"POST", "/v1/memory/stats", "GET", false},
+		{"GET", "/v1/orchestrate", "POST", true},
+		{"DELETE", "/v1/labs", "GET", true},
+	}
+	surrogates := []struct {
+		path, body string
+		frontOnly  bool
+	}{
+		{"/v1/memory/episodes:recall", `{"namespace":"n","query":"\ud800"}`, false},
+		{"/v1/memory/episodes:write", `{"episodes":[{"namespace":"n","content":"a \udfff b"}]}`, false},
+		{"/v1/memory/episodes:recordAccess", `{"namespace":"\ud83d","ids":["x"]}`, false},
+		{"/v1/orchestrate", `{"namespace":"n","query":"\ud800"}`, true},
+	}
+	for _, port := range edgePorts(s) {
+		front := port.url == s.orchHTTP
+		t.Run(port.name, func(t *testing.T) {
+			for _, c := range methods {
+				if c.frontOnly && !front {
+					continue
+				}
+				t.Run(c.method+" "+c.path, func(t *testing.T) {
+					req, err := http.NewRequestWithContext(ctxFor(t, 10*time.Second), c.method, port.url+c.path, strings.NewReader("{}"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != c.allow {
+						t.Fatalf("= %d Allow %q %s, want 405 Allow %q", resp.StatusCode, resp.Header.Get("Allow"), body, c.allow)
+					}
+				})
+			}
+			for _, c := range surrogates {
+				if c.frontOnly && !front {
+					continue
+				}
+				t.Run("surrogate "+c.path, func(t *testing.T) {
+					code, body := httpDo(t, "POST", port.url+c.path, c.body)
+					m := decodeJSON(t, body)
+					if e, ok := m["error"].(map[string]any); ok {
+						m = e // a stream's error comes wrapped
+					}
+					msg, _ := m["message"].(string)
+					if code != http.StatusBadRequest || !strings.Contains(msg, "lone UTF-16 surrogate") {
+						t.Fatalf("POST %s %s = %d %s, want 400 naming the lone surrogate", c.path, c.body, code, body)
+					}
+				})
+			}
+		})
+	}
+	s.alive(t)
+}

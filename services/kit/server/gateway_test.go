@@ -134,3 +134,86 @@ func TestGatewayRejectsParamsThatAreNotUTF8(t *testing.T) {
 		t.Fatalf("valid UTF-8 parameters rejected: %v", body)
 	}
 }
+
+// TestGatewayMethodNotAllowed: a route asked with a method it does not serve
+// is 405 with Allow (it was 501 UNIMPLEMENTED); an unknown path stays 404.
+func TestGatewayMethodNotAllowed(t *testing.T) {
+	base, _ := gatewayStack(t)
+	tests := []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"PUT", "/v1/memory/episodes:recall", 405, "POST"},
+		{"GET", "/v1/memory/episodes:write", 405, "POST"},
+		{"POST", "/v1/memory/namespaces/ns/episodes", 405, "GET"},
+		{"PATCH", "/v1/memory/namespaces/ns/episodes/x", 405, "GET, DELETE"},
+		{"POST", "/v1/memory/namespaces/ns", 405, "DELETE"},
+		{"DELETE", "/v1/memory/stats", 405, "GET"},
+		{"GET", "/v1/memory/nothing-here", 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			resp, body := httpCall(t, tt.method, base+tt.path, "{}")
+			if resp.StatusCode != tt.status || resp.Header.Get("Allow") != tt.allow {
+				t.Fatalf("= %d Allow %q %v, want %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"), body, tt.status, tt.allow)
+			}
+			if msg, _ := body["message"].(string); tt.status == 405 && !strings.Contains(msg, tt.method) {
+				t.Fatalf("message %q does not name the method", msg)
+			}
+		})
+	}
+}
+
+// TestGatewayExplainsLoneSurrogates: "\ud800" is valid JSON syntax but no
+// character; protojson said "unexpected EOF". The 400 now says what it is.
+func TestGatewayExplainsLoneSurrogates(t *testing.T) {
+	base, stub := gatewayStack(t)
+	for _, body := range []string{
+		`{"namespace":"n","query":"\ud800"}`,
+		`{"namespace":"n","query":"ok \udc00 then"}`,
+		`{"namespace":"n","query":"\ud800\u0041"}`,
+		`{"namespace":"n","query":"\\\ud800"}`,
+	} {
+		t.Run(body, func(t *testing.T) {
+			resp, m := httpCall(t, "POST", base+"/v1/memory/episodes:recall", body)
+			msg, _ := m["message"].(string)
+			if resp.StatusCode != 400 || !strings.Contains(msg, "lone UTF-16 surrogate") || strings.Contains(msg, "EOF") {
+				t.Fatalf("= %d %q, want 400 naming the lone surrogate", resp.StatusCode, msg)
+			}
+		})
+	}
+	if n := stub.calls.Load(); n != 0 {
+		t.Fatalf("%d bad calls reached the service", n)
+	}
+	// A proper pair, and an escaped backslash before a u, are fine.
+	for _, body := range []string{`{"namespace":"n","query":"a\ud83d\ude00"}`, `{"namespace":"n","query":"\\ud800"}`} {
+		if resp, m := httpCall(t, "POST", base+"/v1/memory/episodes:recall", body); resp.StatusCode != 200 {
+			t.Fatalf("%s = %d %v", body, resp.StatusCode, m)
+		}
+	}
+}
+
+func TestLoneSurrogate(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		at   int
+	}{
+		{`"\ud800"`, `\ud800`, 1},
+		{`"\uD83D\uDE00"`, "", 0},
+		{`"\uDE00"`, `\uDE00`, 1},
+		{`"\ud83d\u0041"`, `\ud83d`, 1},
+		{`"\\ud800"`, "", 0},
+		{`"\\\ud800"`, `\ud800`, 3},
+		{`"\u00e9\n\ud800"`, `\ud800`, 9},
+		{`"\ud800`, `\ud800`, 1}, // not valid JSON; still found
+		{`"\u12"`, "", 0},
+	}
+	for _, tt := range tests {
+		esc, at, ok := loneSurrogate([]byte(tt.in))
+		if esc != tt.want || ok != (tt.want != "") || (ok && at != tt.at) {
+			t.Errorf("loneSurrogate(%s) = %q %d %v, want %q %d", tt.in, esc, at, ok, tt.want, tt.at)
+		}
+	}
+}
