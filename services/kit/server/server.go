@@ -334,21 +334,24 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(s.selfCreds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
+	// abort undoes what ran so far when the HTTP side cannot start: gRPC
+	// Serve owns (and closes) its listener, the HTTP one is not served yet.
+	abort := func(err error) error {
 		s.grpc.Stop()
+		_ = s.httpLis.Close()
 		stopBG()
 		wg.Wait()
-		return fmt.Errorf("gateway connection: %w", err)
+		return err
+	}
+	if err != nil {
+		return abort(fmt.Errorf("gateway connection: %w", err))
 	}
 	defer self.Close()
 
 	gw := newGatewayMux()
 	for _, fn := range s.gatewayFns {
 		if err := fn(bg, gw, self); err != nil {
-			s.grpc.Stop()
-			stopBG()
-			wg.Wait()
-			return fmt.Errorf("register gateway: %w", err)
+			return abort(fmt.Errorf("register gateway: %w", err))
 		}
 	}
 	s.httpMux.Handle("/", http.MaxBytesHandler(gw, int64(s.cfg.MaxRecvBytes)))

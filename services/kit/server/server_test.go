@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -429,5 +430,33 @@ func TestStopHooksRunWithinTheDrain(t *testing.T) {
 	}
 	if hookRan.IsZero() || hookRan.Before(streamEnded.Add(-50*time.Millisecond)) {
 		t.Fatalf("hook ran at %v, stream ended at %v: want the hook after the calls", hookRan, streamEnded)
+	}
+}
+
+// TestRunClosesListenersWhenGatewayFails: when a gateway registration
+// fails, Run returns the error with both listeners closed (the HTTP one was
+// left open), so the addresses can be bound again.
+func TestRunClosesListenersWhenGatewayFails(t *testing.T) {
+	srv, err := New(Config{Name: "test", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.RegisterGateway(func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error {
+		return errors.New("no such service")
+	})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{srv.GRPCAddr(), srv.HTTPAddr()}
+	if err := srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "no such service") {
+		t.Fatalf("Run = %v, want the registration error", err)
+	}
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s still taken after Run failed: %v", addr, err)
+			continue
+		}
+		_ = l.Close()
 	}
 }
