@@ -161,7 +161,7 @@ func TestStatusChangeSeenByWatchAndReadyz(t *testing.T) {
 	}
 	waitFor(t, time.Second, func() bool { res, _ := r.Result("db"); return res.Known })
 	code, body := readyz("/readyz?verbose")
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]db failed: connection refused") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]db failed: reason withheld") {
 		t.Fatalf("readyz while failing = %d %q", code, body)
 	}
 	if code, _ := readyz("/readyz/db"); code != http.StatusServiceUnavailable {

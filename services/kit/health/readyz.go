@@ -13,8 +13,12 @@ import (
 //	                       server is not draining, else 503
 //	GET /readyz?verbose    one line per check: [+] passing, [-] failing
 //	                       (critical), [!] failing but non-critical, with the
-//	                       last latency, last error and since when
+//	                       last latency and since when
 //	GET /readyz/<check>    that check alone: 200 or 503 (404 when unknown)
+//
+// A failing check's reason is withheld, as the Kubernetes API server does:
+// this is the public port, and a probe's error names hosts, ports and
+// users. The registry logs the reason at each status change.
 //
 // It only reads recorded results, so it answers at once whatever the
 // dependencies do. Mount it at both "/readyz" and "/readyz/".
@@ -43,9 +47,9 @@ func (r *Registry) Handler() http.Handler {
 				fmt.Fprintf(&b, "[+]%s ok (latency %s, since %s)\n", res.Name, round(res.LastLatency), res.Since.UTC().Format(time.RFC3339))
 			case res.Critical:
 				ready = false
-				fmt.Fprintf(&b, "[-]%s failed: %s (latency %s, since %s)\n", res.Name, res.LastError, round(res.LastLatency), res.Since.UTC().Format(time.RFC3339))
+				fmt.Fprintf(&b, "[-]%s failed: %s (latency %s, since %s)\n", res.Name, withheld, round(res.LastLatency), res.Since.UTC().Format(time.RFC3339))
 			default:
-				fmt.Fprintf(&b, "[!]%s failed (non-critical, serving degraded): %s (latency %s, since %s)\n", res.Name, res.LastError, round(res.LastLatency), res.Since.UTC().Format(time.RFC3339))
+				fmt.Fprintf(&b, "[!]%s failed (non-critical, serving degraded): %s (latency %s, since %s)\n", res.Name, withheld, round(res.LastLatency), res.Since.UTC().Format(time.RFC3339))
 			}
 		}
 		if !ready {
@@ -62,6 +66,9 @@ func (r *Registry) Handler() http.Handler {
 		fmt.Fprint(w, "ok")
 	})
 }
+
+// withheld stands for a failing check's reason in public output.
+const withheld = "reason withheld"
 
 func (r *Registry) serveOne(w http.ResponseWriter, name string) {
 	if name == "shutdown" {
@@ -83,7 +90,7 @@ func (r *Registry) serveOne(w http.ResponseWriter, name string) {
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
-	fmt.Fprintf(w, "[-]%s failed: %s (since %s)\n", res.Name, res.LastError, res.Since.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "[-]%s failed: %s (since %s)\n", res.Name, withheld, res.Since.UTC().Format(time.RFC3339))
 }
 
 // LivezHandler answers 200 while the process runs: liveness must not depend

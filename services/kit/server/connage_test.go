@@ -22,7 +22,7 @@ import (
 // since; no call fails on the way.
 func TestMaxConnectionAgeMakesClientsReconnect(t *testing.T) {
 	const age = 300 * time.Millisecond
-	r := start(t, Config{Name: "test", MaxConnectionAge: age, MaxConnectionAgeGrace: time.Second}, func(s *Server) {
+	r := start(t, Config{Name: "test", MaxConnectionAge: age, MaxCallDuration: time.Second}, func(s *Server) {
 		testpb.RegisterTestServiceServer(s.GRPC(), &streamer{})
 	})
 	var dials atomic.Int32
@@ -63,9 +63,9 @@ func TestConnectionAgeFlagsAndDefaults(t *testing.T) {
 		args      []string
 		age, grac time.Duration
 	}{
-		{"defaults", nil, nil, DefaultMaxConnectionAge, DefaultMaxConnectionAgeGrace},
-		{"environment", map[string]string{"MAX_CONNECTION_AGE": "1m", "MAX_CONNECTION_AGE_GRACE": "45s"}, nil, time.Minute, 45 * time.Second},
-		{"flag wins", map[string]string{"MAX_CONNECTION_AGE": "1m"}, []string{"--max-connection-age=2m"}, 2 * time.Minute, DefaultMaxConnectionAgeGrace},
+		{"defaults", nil, nil, DefaultMaxConnectionAge, DefaultMaxCallDuration},
+		{"environment", map[string]string{"MAX_CONNECTION_AGE": "1m", "MAX_CALL_DURATION": "45s"}, nil, time.Minute, 45 * time.Second},
+		{"flag wins", map[string]string{"MAX_CONNECTION_AGE": "1m"}, []string{"--max-connection-age=2m"}, 2 * time.Minute, DefaultMaxCallDuration},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,8 +75,8 @@ func TestConnectionAgeFlagsAndDefaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := f.Config()
-			if cfg.MaxConnectionAge != tt.age || cfg.MaxConnectionAgeGrace != tt.grac {
-				t.Fatalf("age %s grace %s, want %s %s", cfg.MaxConnectionAge, cfg.MaxConnectionAgeGrace, tt.age, tt.grac)
+			if cfg.MaxConnectionAge != tt.age || cfg.MaxCallDuration != tt.grac {
+				t.Fatalf("age %s grace %s, want %s %s", cfg.MaxConnectionAge, cfg.MaxCallDuration, tt.age, tt.grac)
 			}
 		})
 	}
@@ -86,7 +86,7 @@ func TestConnectionAgeFlagsAndDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.GRPC().Stop() // never run: stops its stream workers
-	if srv.cfg.MaxConnectionAge != DefaultMaxConnectionAge || srv.cfg.MaxConnectionAgeGrace != DefaultMaxConnectionAgeGrace {
-		t.Fatalf("zero Config: age %s grace %s", srv.cfg.MaxConnectionAge, srv.cfg.MaxConnectionAgeGrace)
+	if srv.cfg.MaxConnectionAge != DefaultMaxConnectionAge || srv.cfg.MaxCallDuration != DefaultMaxCallDuration {
+		t.Fatalf("zero Config: age %s grace %s", srv.cfg.MaxConnectionAge, srv.cfg.MaxCallDuration)
 	}
 }

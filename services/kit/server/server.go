@@ -31,6 +31,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/brainhq/brain/services/kit/config"
@@ -60,21 +61,24 @@ type Config struct {
 	// Pprof serves the Go profiler at /debug/pprof/ on the HTTP port. Off by
 	// default: profiles expose internals and cost CPU.
 	Pprof bool
-	// MaxConnectionAge is how long a client connection lives before the
-	// server asks the client (GOAWAY) to reconnect, and MaxConnectionAgeGrace
-	// how long its calls then get to finish. Behind a ClusterIP Service each
-	// client holds one connection to one pod; reconnecting is what lets pods
-	// added by scaling get clients. Zero takes the defaults below.
-	MaxConnectionAge      time.Duration
-	MaxConnectionAgeGrace time.Duration
+	// MaxCallDuration bounds every call and stream, gRPC and HTTP (health
+	// Watch streams excepted): a client that stops reading, with no
+	// deadline of its own, is cut then instead of being kept forever.
+	MaxCallDuration time.Duration
+	// MaxConnectionAge is how long a gRPC connection serves new calls; then
+	// it is told to go away (clients reconnect, spreading over replicas) and
+	// closed MaxCallDuration later, with whatever it still holds.
+	MaxConnectionAge time.Duration
 }
 
-// Defaults of the connection-age limits. The grace covers the longest call:
-// an Orchestrate run may take up to 30 s.
+// Defaults of Config.
 const (
-	DefaultMaxConnectionAge      = 5 * time.Minute
-	DefaultMaxConnectionAgeGrace = 30 * time.Second
+	DefaultMaxCallDuration  = time.Minute
+	DefaultMaxConnectionAge = 5 * time.Minute
 )
+
+// healthWatch streams last as long as their client wants, by design.
+const healthWatch = "/grpc.health.v1.Health/Watch"
 
 // Flags are the common command-line flags, bound to their variables.
 type Flags struct {
@@ -84,7 +88,7 @@ type Flags struct {
 	maxRecv                      *int
 	cert, key                    *string
 	pprof                        *bool
-	connAge, connAgeGrace        *time.Duration
+	maxCall, maxConnAge          *time.Duration
 }
 
 // BindFlags defines the common flags (and their variables) on b.
@@ -100,10 +104,10 @@ func BindFlags(b *config.Binder, name, defGRPC, defHTTP string) *Flags {
 		cert:     b.String("tls-cert-file", "TLS_CERT_FILE", "", "TLS certificate (PEM) for the gRPC port"),
 		key:      b.String("tls-key-file", "TLS_KEY_FILE", "", "TLS private key (PEM) for the gRPC port"),
 		pprof:    b.Bool("pprof", "PPROF", false, "serve the Go profiler at /debug/pprof/ on the HTTP port"),
-		connAge: b.Duration("max-connection-age", "MAX_CONNECTION_AGE", DefaultMaxConnectionAge,
-			"age at which a client connection is asked to reconnect (spreads clients over new replicas)"),
-		connAgeGrace: b.Duration("max-connection-age-grace", "MAX_CONNECTION_AGE_GRACE", DefaultMaxConnectionAgeGrace,
-			"time the calls of such a connection get to finish"),
+		maxCall: b.Duration("max-call-duration", "MAX_CALL_DURATION", DefaultMaxCallDuration,
+			"longest a call or stream may last; a client that stops reading is cut then"),
+		maxConnAge: b.Duration("max-connection-age", "MAX_CONNECTION_AGE", DefaultMaxConnectionAge,
+			"age at which a gRPC connection is asked to reconnect (closed max-call-duration later)"),
 	}
 }
 
@@ -123,8 +127,8 @@ func (f *Flags) Config() Config {
 		TLSKeyFile:    *f.key,
 		Pprof:         *f.pprof,
 
-		MaxConnectionAge:      *f.connAge,
-		MaxConnectionAgeGrace: *f.connAgeGrace,
+		MaxCallDuration:  *f.maxCall,
+		MaxConnectionAge: *f.maxConnAge,
 	}
 }
 
@@ -139,6 +143,7 @@ type Server struct {
 	httpMux *http.ServeMux
 
 	gatewayFns []GatewayFunc
+	onStop     []func(context.Context)
 	inproc     *bufconn.Listener
 	selfCreds  credentials.TransportCredentials
 
@@ -162,11 +167,11 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
+	if cfg.MaxCallDuration <= 0 {
+		cfg.MaxCallDuration = DefaultMaxCallDuration
+	}
 	if cfg.MaxConnectionAge <= 0 {
 		cfg.MaxConnectionAge = DefaultMaxConnectionAge
-	}
-	if cfg.MaxConnectionAgeGrace <= 0 {
-		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
 	}
 	s := &Server{
 		cfg:      cfg,
@@ -192,8 +197,14 @@ func New(cfg Config, log *zap.Logger, services ...string) (*Server, error) {
 		// Let clients keep connections alive through idle periods (the
 		// orchestrator pings memory), but not abusively.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// A connection past its age gets GOAWAY and MaxCallDuration to finish
+		// its calls, then is closed: that also frees the buffers of a stream
+		// whose client stopped reading, which no server API can reset.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
-			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace}),
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxCallDuration}),
+		// Every call's context ends after MaxCallDuration, so a handler
+		// blocked sending to a client that does not read is released.
+		grpc.InTapHandle(maxDuration(cfg.MaxCallDuration)),
 	}
 	// A request that does not decode answers INVALID_ARGUMENT naming the
 	// field, not grpc's INTERNAL (codec.go). After the chains above, so its
@@ -251,6 +262,11 @@ func (s *Server) RegisterGateway(fn GatewayFunc) { s.gatewayFns = append(s.gatew
 
 // Handle adds an HTTP route beside the gateway (before Run).
 func (s *Server) Handle(pattern string, h http.Handler) { s.httpMux.Handle(pattern, h) }
+
+// OnStop adds fn to the stop sequence (before Run): it runs once in-flight
+// calls have ended or been cut, with a context that ends with the drain, so
+// the whole stop still fits in DrainTimeout.
+func (s *Server) OnStop(fn func(ctx context.Context)) { s.onStop = append(s.onStop, fn) }
 
 // Draining is closed when a stop begins; long-running handlers may watch it.
 func (s *Server) Draining() <-chan struct{} { return s.draining }
@@ -318,29 +334,35 @@ func (s *Server) Run(ctx context.Context) error {
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(s.selfCreds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
+	// abort undoes what ran so far when the HTTP side cannot start: gRPC
+	// Serve owns (and closes) its listener, the HTTP one is not served yet.
+	abort := func(err error) error {
 		s.grpc.Stop()
+		_ = s.httpLis.Close()
 		stopBG()
 		wg.Wait()
-		return fmt.Errorf("gateway connection: %w", err)
+		return err
+	}
+	if err != nil {
+		return abort(fmt.Errorf("gateway connection: %w", err))
 	}
 	defer self.Close()
 
 	gw := newGatewayMux()
 	for _, fn := range s.gatewayFns {
 		if err := fn(bg, gw, self); err != nil {
-			s.grpc.Stop()
-			stopBG()
-			wg.Wait()
-			return fmt.Errorf("register gateway: %w", err)
+			return abort(fmt.Errorf("register gateway: %w", err))
 		}
 	}
 	s.httpMux.Handle("/", http.MaxBytesHandler(gw, int64(s.cfg.MaxRecvBytes)))
 	httpSrv := &http.Server{
 		Handler:           s.httpMux,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		// A response (an NDJSON stream included) whose client does not read
+		// is cut with the call behind it.
+		WriteTimeout:   s.cfg.MaxCallDuration,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
 	}
 	wg.Add(1)
 	go func() {
@@ -397,7 +419,26 @@ func (s *Server) stop(httpSrv *http.Server) {
 		}
 	}()
 	wg.Wait()
+	for _, fn := range s.onStop {
+		fn(drainCtx)
+	}
 	s.log.Info("stopped")
+}
+
+// maxDuration gives every call but a health Watch a deadline of d. The tap
+// runs before the stream exists, and its context is the stream's, which is
+// what a blocked send waits on (an interceptor's derived one is not).
+func maxDuration(d time.Duration) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if info.FullMethodName == healthWatch {
+			return ctx, nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
+		// The stream's end cancels ctx (its parent); cancel then only
+		// releases the timer.
+		context.AfterFunc(ctx, cancel)
+		return ctx, nil
+	}
 }
 
 // loadTLS returns the server's credentials and the credentials the in-process

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -315,5 +316,147 @@ func TestCallLogLevels(t *testing.T) {
 		if got := callLevel(tc.code); got != tc.want {
 			t.Errorf("callLevel(%v) = %v, want %v", tc.code, got, tc.want)
 		}
+	}
+}
+
+// waiter sends one message, then waits for its context, as a handler blocked
+// sending to a client that does not read does.
+type waiter struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (waiter) StreamingOutputCall(_ *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	if err := stream.Send(&testpb.StreamingOutputCallResponse{}); err != nil {
+		return err
+	}
+	select {
+	case <-stream.Context().Done():
+		return status.FromContextError(stream.Context().Err()).Err()
+	case <-time.After(10 * time.Second):
+		return nil
+	}
+}
+
+// TestMaxCallDuration: a call with no deadline of its own has its context
+// ended after MaxCallDuration (a client that stops reading cannot hold it
+// forever); health Watch streams are exempt.
+func TestMaxCallDuration(t *testing.T) {
+	const maxCall = 300 * time.Millisecond
+	r := start(t, Config{Name: "test", MaxCallDuration: maxCall}, func(s *Server) {
+		testpb.RegisterTestServiceServer(s.GRPC(), waiter{})
+	})
+	conn := dial(t, r.srv.GRPCAddr())
+	stream, err := testpb.NewTestServiceClient(conn).StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		_, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			t.Fatal("a 10 s stream ran to its end with a 300ms maximum")
+		}
+		if err != nil {
+			if status.Code(err) != codes.DeadlineExceeded {
+				t.Fatalf("stream ended with %v, want DEADLINE_EXCEEDED", err)
+			}
+			break
+		}
+	}
+	if took := time.Since(start); took > maxCall+2*time.Second {
+		t.Fatalf("stream cut after %s, maximum %s", took, maxCall)
+	}
+
+	w, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		_, err := w.Recv()
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("health Watch ended after the maximum call duration: %v", err)
+	case <-time.After(3 * maxCall):
+	}
+	r.cancel() // the stop ends the Watch (NOT_SERVING, then the drain)
+	<-got
+}
+
+// TestStopHooksRunWithinTheDrain: OnStop hooks run after the calls, with a
+// context that ends with the drain, so Run returns within DrainTimeout
+// even with a stuck stream and a hook that would wait longer.
+func TestStopHooksRunWithinTheDrain(t *testing.T) {
+	const drain = 500 * time.Millisecond
+	var hookRan, streamEnded time.Time
+	r := start(t, Config{Name: "test", DrainTimeout: drain}, func(s *Server) {
+		testpb.RegisterTestServiceServer(s.GRPC(), &streamer{n: 100, gap: 100 * time.Millisecond})
+		s.OnStop(func(ctx context.Context) {
+			hookRan = time.Now()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Minute):
+			}
+		})
+	})
+	conn := dial(t, r.srv.GRPCAddr())
+	stream, err := testpb.NewTestServiceClient(conn).StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r.cancel()
+	for {
+		if _, err := stream.Recv(); err != nil {
+			streamEnded = time.Now()
+			break
+		}
+	}
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if took := time.Since(start); took > drain+time.Second {
+		t.Fatalf("stop took %s with a %s drain", took, drain)
+	}
+	if hookRan.IsZero() || hookRan.Before(streamEnded.Add(-50*time.Millisecond)) {
+		t.Fatalf("hook ran at %v, stream ended at %v: want the hook after the calls", hookRan, streamEnded)
+	}
+}
+
+// TestRunClosesListenersWhenGatewayFails: when a gateway registration
+// fails, Run returns the error with both listeners closed (the HTTP one was
+// left open), so the addresses can be bound again.
+func TestRunClosesListenersWhenGatewayFails(t *testing.T) {
+	srv, err := New(Config{Name: "test", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.RegisterGateway(func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error {
+		return errors.New("no such service")
+	})
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{srv.GRPCAddr(), srv.HTTPAddr()}
+	if err := srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "no such service") {
+		t.Fatalf("Run = %v, want the registration error", err)
+	}
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s still taken after Run failed: %v", addr, err)
+			continue
+		}
+		_ = l.Close()
 	}
 }

@@ -53,6 +53,8 @@ type Config struct {
 	// ProbeInterval and ProbeTimeout drive the memory health mirrors.
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
+	// MemoryProxyTimeout bounds each call the gateway forwards to memory.
+	MemoryProxyTimeout time.Duration
 }
 
 // Flags binds the configuration to flags and environment variables.
@@ -61,6 +63,7 @@ type Flags struct {
 	memoryAddr, memoryCA        *string
 	budget                      *time.Duration
 	probeInterval, probeTimeout *time.Duration
+	proxyTimeout                *time.Duration
 }
 
 // BindFlags defines the orchestrator's flags.
@@ -72,6 +75,8 @@ func BindFlags(b *config.Binder) *Flags {
 		budget:        b.Duration("budget", "ORCHESTRATE_BUDGET", api.DefaultBudget, "default budget of one Orchestrate run"),
 		probeInterval: b.Duration("probe-interval", "PROBE_INTERVAL", 500*time.Millisecond, "time between memory health probes"),
 		probeTimeout:  b.Duration("probe-timeout", "PROBE_TIMEOUT", time.Second, "timeout of one memory health probe"),
+		proxyTimeout: b.Duration("memory-proxy-timeout", "MEMORY_PROXY_TIMEOUT", memoryclient.DefaultProxyTimeout,
+			"deadline of each call the HTTP gateway forwards to memory (/v1/memory/...)"),
 	}
 }
 
@@ -87,6 +92,8 @@ func (f *Flags) Config() Config {
 		Budget:        *f.budget,
 		ProbeInterval: *f.probeInterval,
 		ProbeTimeout:  *f.probeTimeout,
+		// Set apart: gofmt aligns the block to the longest name.
+		MemoryProxyTimeout: *f.proxyTimeout,
 	}
 }
 
@@ -153,9 +160,14 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		if err := orchestratorv1.RegisterOrchestratorServiceHandler(ctx, mux, self); err != nil {
 			return err
 		}
-		// The front door also answers memory's JSON routes, over gRPC.
-		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, conn)
+		// The front door also answers memory's JSON routes, over gRPC, each
+		// call under a deadline and without transport detail in its errors.
+		proxy := memoryclient.NewProxy(conn, cfg.MemoryProxyTimeout, log)
+		return memoryv1.RegisterMemoryServiceHandlerClient(ctx, mux, memoryv1.NewMemoryServiceClient(proxy))
 	})
+	// Accesses taken by the last runs are flushed within the drain, after
+	// those runs ended, so the process still stops within DRAIN_TIMEOUT.
+	srv.OnStop(recorder.Stop)
 	return &App{srv: srv, conn: conn, recorder: recorder}, nil
 }
 
@@ -194,8 +206,8 @@ func (a *App) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.recorder.Run(rctx)
 	}()
-	err := a.srv.Run(ctx)
-	stopRecorder() // after the drain: in-flight runs may still submit
+	err := a.srv.Run(ctx) // stops the recorder in its stop sequence
+	stopRecorder()        // unless Run failed before serving
 	wg.Wait()
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
 	"github.com/brainhq/brain/services/kit/server"
 )
@@ -133,5 +134,136 @@ func TestWithoutMemory(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "[!]memory failed") {
 		t.Fatalf("/readyz?verbose = %d %s", resp.StatusCode, body)
+	}
+}
+
+// silentMemory accepts connections and never says a word, as a memory
+// stopped with SIGSTOP does (the kernel still completes the handshake).
+func silentMemory(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		<-done
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// stalledMemory is a memory whose handlers never answer (until the caller
+// gives up), as one whose process stopped mid-call.
+type stalledMemory struct {
+	memoryv1.UnimplementedMemoryServiceServer
+}
+
+func (stalledMemory) ListEpisodes(ctx context.Context, _ *memoryv1.ListEpisodesRequest) (*memoryv1.ListEpisodesResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (stalledMemory) GetStats(ctx context.Context, _ *memoryv1.GetStatsRequest) (*memoryv1.GetStatsResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func stalled(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	memoryv1.RegisterMemoryServiceServer(s, stalledMemory{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Serve(l)
+	}()
+	t.Cleanup(func() {
+		s.Stop()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+func runApp(t *testing.T, cfg Config) *App {
+	t.Helper()
+	a, err := New(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Server().Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return a
+}
+
+// TestMemoryRoutesHaveADeadline: the front door's memory routes answer
+// within MEMORY_PROXY_TIMEOUT when memory does not (they hung until
+// keepalive gave up), and neither the silent nor the absent memory's error
+// names an internal address.
+func TestMemoryRoutesHaveADeadline(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	for _, tt := range []struct {
+		name, memory string
+	}{
+		{"memory silent", silentMemory(t)},
+		{"memory stalls mid-call", stalled(t)},
+		{"memory absent", closedAddr(t)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := runApp(t, Config{
+				Server:             server.Config{Name: "orchestrator", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DrainTimeout: 2 * time.Second},
+				MemoryAddr:         tt.memory,
+				MemoryProxyTimeout: timeout,
+			})
+			_, memPort, _ := net.SplitHostPort(tt.memory)
+			c := http.Client{Timeout: 10 * time.Second}
+			for _, path := range []string{"/v1/memory/namespaces/x/episodes", "/v1/memory/stats?namespace=x"} {
+				start := time.Now()
+				resp, err := c.Get("http://" + a.Server().HTTPAddr() + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				took := time.Since(start)
+				if took > timeout+time.Second {
+					t.Errorf("GET %s took %s with a %s proxy timeout", path, took, timeout)
+				}
+				if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusGatewayTimeout {
+					t.Errorf("GET %s = %d %s, want 503 or 504", path, resp.StatusCode, body)
+				}
+				if strings.Contains(string(body), "127.0.0.1") || strings.Contains(string(body), memPort) || !strings.Contains(string(body), "memory service") {
+					t.Errorf("GET %s: body %s names an address or not the memory service", path, body)
+				}
+			}
+		})
 	}
 }

@@ -188,13 +188,14 @@ func (s *Scheduler) Labs() []labs.Lab { return slices.Clone(s.labs) }
 func (s *Scheduler) CriticalPath() time.Duration { return s.critical }
 
 // labBudget is a LAB's budget in a run of the given budget: its own, scaled
-// down by budget/critical when the run is shorter than the critical path,
-// so that a slow LAB early in the chain cannot eat its dependents' time.
+// by run/critical. Down, so that a slow LAB early in the chain cannot eat
+// its dependents' time; up, so that a caller granting a longer run gives
+// every LAB (LAB_011's recall above all) its share of it.
 func labBudget(own, run, critical time.Duration) time.Duration {
-	if run <= 0 || critical <= 0 || run >= critical {
+	if run <= 0 || critical <= 0 || run == critical {
 		return own
 	}
-	return time.Duration(float64(own) * float64(run) / float64(critical))
+	return time.Duration(float64(own) * (float64(run) / float64(critical)))
 }
 
 // Run runs every LAB for req within budget (capped by ctx's deadline; the

@@ -395,8 +395,9 @@ func TestEmitErrorStopsTheRun(t *testing.T) {
 func TestLabBudget(t *testing.T) {
 	ms := time.Millisecond
 	for _, tc := range []struct{ own, run, critical, want time.Duration }{
-		{180 * ms, 300 * ms, 300 * ms, 180 * ms}, // full run: own budget
-		{180 * ms, time.Second, 300 * ms, 180 * ms},
+		{180 * ms, 300 * ms, 300 * ms, 180 * ms},    // full run: own budget
+		{180 * ms, time.Second, 300 * ms, 600 * ms}, // a longer run: a larger share each
+		{20 * ms, 30 * time.Second, 300 * ms, 2 * time.Second},
 		{180 * ms, 100 * ms, 300 * ms, 60 * ms}, // a third of the critical path: a third each
 		{20 * ms, 10 * ms, 300 * ms, 20 * ms / 30},
 	} {

@@ -160,7 +160,7 @@ func (b base) Description() string   { return b.description }
 
 // Budgets. The longest chain, LAB_011 → LAB_001 → LAB_010 → LAB_007 →
 // LAB_006, sums to 300 ms, the default run budget; the scheduler scales
-// them down proportionally for shorter runs. LAB_011 and LAB_007 wait on
+// them in proportion to a run's budget, shorter or longer. LAB_011 and LAB_007 wait on
 // memory; the others compute in microseconds.
 const (
 	budgetRecall  = 180 * time.Millisecond

@@ -77,6 +77,12 @@ type Recorder struct {
 	mu     sync.RWMutex // held for reading while enqueuing, for writing to close
 	closed bool
 	queue  chan entry
+	// Stop records the context of the final flush, then ends stopping.
+	stopMu   sync.Mutex
+	flushCtx context.Context
+	stopping context.Context
+	stopFn   context.CancelFunc
+	done     chan struct{} // closed when Run returns
 
 	submitted, refused, recorded, updated, failed, failedCalls atomic.Uint64
 
@@ -115,7 +121,9 @@ func New(sink Sink, opts Options) (*Recorder, error) {
 	case opts.CallTimeout < 0 || opts.DrainTimeout < 0:
 		return nil, fmt.Errorf("access recorder: negative timeout")
 	}
-	return &Recorder{sink: sink, opts: opts, log: opts.Logger, queue: make(chan entry, opts.QueueSize)}, nil
+	stopping, stopFn := context.WithCancel(context.Background())
+	return &Recorder{sink: sink, opts: opts, log: opts.Logger, queue: make(chan entry, opts.QueueSize),
+		stopping: stopping, stopFn: stopFn, done: make(chan struct{})}, nil
 }
 
 // Submit queues the access of ids in namespace, stamped now. It never
@@ -151,26 +159,62 @@ func (r *Recorder) Stats() Stats {
 	}
 }
 
-// Run drains the queue until ctx ends, then flushes what is still queued
-// within DrainTimeout, refuses further submissions and returns. Call it once,
-// from the goroutine that owns the recorder's lifetime.
+// Run drains the queue until ctx ends or Stop is called, then flushes what
+// is still queued within DrainTimeout (and Stop's context), refuses further
+// submissions and returns. Call it once, from the goroutine that owns the
+// recorder's lifetime.
 func (r *Recorder) Run(ctx context.Context) {
+	defer close(r.done)
 	// Calls outlive a cancelled ctx only by their own short deadlines, so
 	// an access taken just before shutdown is still recorded.
 	base := context.WithoutCancel(ctx)
+	// A call in flight when Stop is called ends with Stop's context too.
+	loop, cancelLoop := context.WithCancel(base)
+	defer cancelLoop()
+	unwatch := context.AfterFunc(r.stopping, func() {
+		select {
+		case <-r.flushContext().Done():
+			cancelLoop()
+		case <-r.done:
+		}
+	})
+	defer unwatch()
 	for {
-		if ctx.Err() != nil { // select picks at random; shutdown goes first
+		switch { // select picks at random; shutdown goes first
+		case ctx.Err() != nil:
 			r.drain(base)
+			return
+		case r.stopping.Err() != nil:
+			r.drain(r.flushContext())
 			return
 		}
 		select {
 		case <-ctx.Done():
-			r.drain(base)
-			return
+		case <-r.stopping.Done():
 		case e := <-r.queue:
-			r.flush(base, r.gather(e))
+			r.flush(loop, r.gather(e))
 		}
 	}
+}
+
+// Stop ends Run as the end of its context would, except that the final
+// flush (and a call in flight) also ends with ctx: a process stopping
+// within a deadline stops the recorder within it. It returns once Run has
+// returned, so call it while Run runs or after.
+func (r *Recorder) Stop(ctx context.Context) {
+	r.stopMu.Lock()
+	if r.flushCtx == nil {
+		r.flushCtx = ctx
+	}
+	r.stopMu.Unlock()
+	r.stopFn()
+	<-r.done
+}
+
+func (r *Recorder) flushContext() context.Context {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	return r.flushCtx
 }
 
 // gather merges first with whatever else is queued, up to gatherMax.

@@ -219,3 +219,32 @@ func TestNewValidates(t *testing.T) {
 		t.Error("New accepted a nil sink")
 	}
 }
+
+// TestStopFlushesWithinItsContext: Stop's context bounds the final flush,
+// below DrainTimeout, so a process stopping within a deadline can stop
+// the recorder inside it; what is left is counted as failed.
+func TestStopFlushesWithinItsContext(t *testing.T) {
+	sink := newSink()
+	sink.block = true // a memory that never answers
+	r, _ := New(sink, Options{DrainTimeout: time.Minute, CallTimeout: time.Minute})
+	r.Submit("ns1", []string{"a"})
+	r.Submit("ns2", []string{"b"})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(context.Background())
+	}()
+	<-sink.seen // Run is flushing ns1, stuck in the call
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r.Stop(ctx)
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("Stop took %s with a 100ms context", el)
+	}
+	<-done
+	if r.Submit("ns", []string{"late"}) {
+		t.Error("Submit after Stop returned true")
+	}
+	r.Stop(ctx) // after Run returned: returns at once
+}
