@@ -87,7 +87,7 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 		seen := make(map[[2]string]bool, len(eps))
 		for i, ep := range eps {
 			checkEpisode(&v, fmt.Sprintf("episodes[%d]", i), ep)
-			if id := ep.GetId(); id != "" {
+			if id := idKey(ep.GetId()); id != "" {
 				k := [2]string{ep.GetNamespace(), id}
 				if seen[k] {
 					v.Add(fmt.Sprintf("episodes[%d].id", i), "repeats an id of the same batch")
@@ -126,7 +126,7 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memoryv1.RecallResponse, error) {
 	var v badrequest.Violations
 	checkNamespace(&v, "namespace", req.GetNamespace())
-	v.Text("query", req.GetQuery(), 1, episode.MaxQueryBytes, true)
+	checkRequiredText(&v, "query", req.GetQuery(), episode.MaxQueryBytes, true)
 	if l := req.GetLimit(); l < 0 || l > episode.MaxLimit {
 		v.Add("limit", "must be between 1 and %d (0 means %d), got %d", episode.MaxLimit, episode.DefaultLimit, l)
 	}
@@ -303,7 +303,7 @@ func (s *Server) RecordAccess(ctx context.Context, req *memoryv1.RecordAccessReq
 // DeleteEpisode forgets one episode (idempotent).
 func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeRequest) (*memoryv1.DeleteEpisodeResponse, error) {
 	var v badrequest.Violations
-	checkNamespace(&v, "namespace", req.GetNamespace())
+	checkLegacyNamespace(&v, "namespace", req.GetNamespace())
 	checkID(&v, "id", req.GetId(), true)
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -323,7 +323,7 @@ func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeR
 // DeleteNamespace erases a namespace.
 func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamespaceRequest) (*memoryv1.DeleteNamespaceResponse, error) {
 	var v badrequest.Violations
-	checkNamespace(&v, "namespace", req.GetNamespace())
+	checkLegacyNamespace(&v, "namespace", req.GetNamespace())
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -343,7 +343,9 @@ func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamesp
 // always: an operator needs them most when PostgreSQL is down.
 func (s *Server) GetStats(ctx context.Context, req *memoryv1.GetStatsRequest) (*memoryv1.GetStatsResponse, error) {
 	var v badrequest.Violations
-	v.Text("namespace", req.GetNamespace(), 0, episode.MaxNamespaceBytes, false)
+	if req.GetNamespace() != "" {
+		checkNamespace(&v, "namespace", req.GetNamespace())
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
