@@ -371,3 +371,61 @@ func testLegacyNamespaceErasable(t *testing.T, s *storeStack) {
 		}
 	}
 }
+
+// TestHardeningStoreLargeBatchFitsItsBudget: a batch of 50 × 15 KB of
+// distinct words takes PostgreSQL longer than one query's time even when it
+// is healthy. It got UNAVAILABLE every time (so a retry never helped); its
+// budget now grows with its bytes, and the pool's statement_timeout does
+// not cut it short. QUERY_TIMEOUT and PG_STATEMENT_TIMEOUT are set well
+// below what the batch needs, so the test shows the budget, not a fast
+// machine.
+func TestHardeningStoreLargeBatchFitsItsBudget(t *testing.T) {
+	skipShort(t)
+	dbURL := pgtest.NewDatabase(t)
+	mem := stack.StartMemory(t, bins.Memory, stack.MemoryConfig{
+		Postgres: stack.Postgres{URL: dbURL},
+		Env:      []string{"QUERY_TIMEOUT=300ms", "PG_STATEMENT_TIMEOUT=300ms"},
+	})
+	if _, err := stack.WaitListening(mem.GRPCAddr, mem.Started, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	conn := stack.Dial(t, mem.GRPCAddr)
+	stack.MustWaitHealth(t, conn, "postgres", stack.Serving, mem.Started, 5*time.Second)
+	client := memoryv1.NewMemoryServiceClient(conn)
+
+	ns := namespace("large")
+	var seed uint64 = 1
+	words := func(n int) string {
+		var b strings.Builder
+		for b.Len() < n {
+			seed = seed*6364136223846793005 + 1442695040888963407
+			fmt.Fprintf(&b, "q%x ", seed>>40)
+		}
+		return b.String()[:n]
+	}
+	batch := func(ids []string) *memoryv1.WriteEpisodesRequest {
+		req := &memoryv1.WriteEpisodesRequest{}
+		for _, id := range ids {
+			req.Episodes = append(req.Episodes, &memoryv1.Episode{Id: id, Namespace: ns, Content: words(15_000)})
+		}
+		return req
+	}
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = newID()
+	}
+	for _, what := range []string{"insert", "rewrite with new content"} {
+		start := time.Now()
+		_, err := client.WriteEpisodes(ctxFor(t, time.Minute), batch(ids))
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("%s of 50 × 15 KB under QUERY_TIMEOUT=300ms: %v after %s", what, err, took)
+		}
+		t.Logf("%s of 50 × 15 KB: %s", what, took.Round(time.Millisecond))
+		measured.Duration("write 50 × 15 KB distinct words, "+what+" (QUERY_TIMEOUT=300ms)", took, "")
+	}
+	st, err := client.GetStats(ctxFor(t, 5*time.Second), &memoryv1.GetStatsRequest{Namespace: ns})
+	if err != nil || st.GetEpisodeCount() != 50 {
+		t.Fatalf("stats after insert and rewrite: %v %v, want 50 episodes", st, err)
+	}
+}

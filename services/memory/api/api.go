@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -107,7 +108,10 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 		domain[i] = episodeFromProto(ep)
 	}
 	var stored []episode.Episode
-	err := s.d.Guard.Do(ctx, s.d.QueryTimeout, func(ctx context.Context) error {
+	// A batch's work grows with its bytes: one query's time is not enough
+	// for a large one, however healthy PostgreSQL is.
+	budget := writeBudget(s.d.QueryTimeout, proto.Size(req))
+	err := s.d.Guard.Do(ctx, budget, func(ctx context.Context) error {
 		var err error
 		stored, err = s.d.Store.Write(ctx, domain)
 		return err

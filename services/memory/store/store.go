@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -150,6 +151,22 @@ ON CONFLICT (namespace) DO UPDATE SET episode_count = s.episode_count`
 // lockNamespaceSQL locks one existing namespace (deletes never create one).
 const lockNamespaceSQL = `SELECT 1 FROM namespace_stats WHERE namespace = $1 FOR UPDATE`
 
+// queueStatementTimeout lets the statements of this transaction run as long
+// as ctx allows: the pool's statement_timeout is a backstop sized for one
+// ordinary query, and a large write's budget (given by the caller's
+// deadline) may be longer. Without a deadline the pool's limit stays; it
+// reports whether it queued a statement.
+func queueStatementTimeout(ctx context.Context, batch *pgx.Batch) bool {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return false
+	}
+	// A little past the deadline: the client gives up first and reports it.
+	ms := time.Until(dl).Milliseconds() + 100
+	batch.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(max(ms, 1), 10))
+	return true
+}
+
 // writeSQL upserts a batch in key order (so concurrent overlapping batches
 // lock rows in the same order). A row written without created_at gets the
 // transaction time; a retry of it keeps the stored created_at, access count
@@ -230,12 +247,19 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 	}
 
 	batch := &pgx.Batch{}
+	// First, so the upsert runs under it (until the transaction ends).
+	timed := queueStatementTimeout(ctx, batch)
 	batch.Queue(lockNamespacesSQL, nss)
 	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
 	// A batch runs as one implicit transaction: all or nothing.
 	br := s.pool.SendBatch(ctx, batch)
 	stored := make(map[string]episode.Episode, len(nss))
 	err := func() error {
+		if timed {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("set statement timeout: %w", err)
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("lock namespaces: %w", err)
 		}
