@@ -372,14 +372,14 @@ func testLegacyNamespaceErasable(t *testing.T, s *storeStack) {
 	}
 }
 
-// TestHardeningStoreLargeBatchFitsItsBudget: a batch of 50 × 15 KB of
+// TestHardeningStoreLargeWorkFitsItsBudget: a batch of 50 × 15 KB of
 // distinct words takes PostgreSQL longer than one query's time even when it
 // is healthy. It got UNAVAILABLE every time (so a retry never helped); its
 // budget now grows with its bytes, and the pool's statement_timeout does
 // not cut it short. QUERY_TIMEOUT and PG_STATEMENT_TIMEOUT are set well
 // below what the batch needs, so the test shows the budget, not a fast
 // machine.
-func TestHardeningStoreLargeBatchFitsItsBudget(t *testing.T) {
+func TestHardeningStoreLargeWorkFitsItsBudget(t *testing.T) {
 	skipShort(t)
 	dbURL := pgtest.NewDatabase(t)
 	mem := stack.StartMemory(t, bins.Memory, stack.MemoryConfig{
@@ -427,5 +427,32 @@ func TestHardeningStoreLargeBatchFitsItsBudget(t *testing.T) {
 	st, err := client.GetStats(ctxFor(t, 5*time.Second), &memoryv1.GetStatsRequest{Namespace: ns})
 	if err != nil || st.GetEpisodeCount() != 50 {
 		t.Fatalf("stats after insert and rewrite: %v %v, want 50 episodes", st, err)
+	}
+
+	// A namespace whose erase takes longer than one query: it was one
+	// statement under QUERY_TIMEOUT, so it could never be erased; now it
+	// goes in bounded batches, and the count is still exact.
+	const many = 12_000
+	big := namespace("erase")
+	for i := 0; i < many; i += episode.MaxBatch {
+		req := &memoryv1.WriteEpisodesRequest{}
+		for j := i; j < i+episode.MaxBatch; j++ {
+			req.Episodes = append(req.Episodes, &memoryv1.Episode{Namespace: big,
+				Content: fmt.Sprintf("harbour log %d: the tide turned, the lighthouse keeper wrote %s", j, words(120))})
+		}
+		if _, err := client.WriteEpisodes(ctxFor(t, time.Minute), req); err != nil {
+			t.Fatalf("fill %s: %v", big, err)
+		}
+	}
+	start := time.Now()
+	dn, err := client.DeleteNamespace(ctxFor(t, 2*time.Minute), &memoryv1.DeleteNamespaceRequest{Namespace: big})
+	took := time.Since(start)
+	if err != nil || dn.GetDeleted() != many {
+		t.Fatalf("DeleteNamespace of %d episodes under QUERY_TIMEOUT=300ms: %v %v after %s", many, dn, err, took)
+	}
+	t.Logf("erased %d episodes in %s", many, took.Round(time.Millisecond))
+	measured.Duration(fmt.Sprintf("DeleteNamespace of %d episodes (QUERY_TIMEOUT=300ms)", many), took, "")
+	if st, err := client.GetStats(ctxFor(t, 5*time.Second), &memoryv1.GetStatsRequest{Namespace: big}); err != nil || st.GetEpisodeCount() != 0 {
+		t.Fatalf("stats after the erase: %v %v", st, err)
 	}
 }

@@ -31,7 +31,7 @@ type Store interface {
 	List(ctx context.Context, q store.ListQuery) ([]episode.Episode, string, error)
 	RecordAccess(ctx context.Context, ns string, ids []string, at time.Time) (int, error)
 	Delete(ctx context.Context, ns, id string) (bool, error)
-	DeleteNamespace(ctx context.Context, ns string) (int64, error)
+	DeleteNamespaceBatch(ctx context.Context, ns string) (int64, error)
 	Stats(ctx context.Context, ns string) (store.Stats, error)
 }
 
@@ -324,21 +324,16 @@ func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeR
 	return &memoryv1.DeleteEpisodeResponse{Deleted: deleted}, nil
 }
 
-// DeleteNamespace erases a namespace.
+// DeleteNamespace erases a namespace, in batches (see erase).
 func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamespaceRequest) (*memoryv1.DeleteNamespaceResponse, error) {
 	var v badrequest.Violations
 	checkLegacyNamespace(&v, "namespace", req.GetNamespace())
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	var n int64
-	err := s.d.Guard.Do(ctx, s.d.QueryTimeout, func(ctx context.Context) error {
-		var err error
-		n, err = s.d.Store.DeleteNamespace(ctx, req.GetNamespace())
-		return err
-	})
+	n, err := s.erase(ctx, req.GetNamespace())
 	if err != nil {
-		return nil, s.toStatus(ctx, "delete namespace", err)
+		return nil, s.eraseStatus(ctx, n, err)
 	}
 	return &memoryv1.DeleteNamespaceResponse{Deleted: n}, nil
 }

@@ -16,8 +16,10 @@ const (
 	WriteBytesPerSecond = 128 << 10
 	// MaxWriteBudget caps a write's budget (a 4 MiB batch gets about 34 s).
 	MaxWriteBudget = time.Minute
-	// EraseBudget is the time DeleteNamespace may spend in all, in batches
-	// that each get QUERY_TIMEOUT; what it erased by then stays erased.
+	// EraseBudget is the time DeleteNamespace may spend in all. It erases
+	// in batches (store.EraseBatchEpisodes, store.EraseBatchBytes), each
+	// with a write's budget for EraseBatchBytes, and starts one only while
+	// that fits in what is left; what it erased stays erased.
 	EraseBudget = time.Minute
 )
 
