@@ -9,12 +9,14 @@ const (
 	// WriteBytesPerSecond is the rate at which a write's budget assumes
 	// PostgreSQL stores and indexes a batch: a write may take
 	// QUERY_TIMEOUT plus its request bytes at this rate. Measured on a
-	// loaded 2-core machine, new text of distinct words is indexed at
-	// about 0.4–0.8 MB/s and rewritten with new content at half that;
-	// this rate is below both, so a healthy but slow PostgreSQL is not
-	// mistaken for a dead one.
-	WriteBytesPerSecond = 128 << 10
-	// MaxWriteBudget caps a write's budget (a 4 MiB batch gets about 34 s).
+	// loaded 2-core machine, 50 × 15 KB of distinct words are inserted at
+	// 0.4–0.8 MB/s and rewritten with new content at 0.2–0.4 MB/s, and
+	// writers of one namespace queue behind each other (its statistics row
+	// is locked until commit); this rate leaves room for a few of them, so
+	// a healthy but slow PostgreSQL is not mistaken for a dead one.
+	WriteBytesPerSecond = 64 << 10
+	// MaxWriteBudget caps a write's budget (a 750 KB batch gets about 13 s,
+	// a 4 MiB one the cap).
 	MaxWriteBudget = time.Minute
 	// EraseBudget is the time DeleteNamespace may spend in all. It erases
 	// in batches (store.EraseBatchEpisodes, store.EraseBatchBytes), each
