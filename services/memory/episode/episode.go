@@ -48,7 +48,7 @@ const (
 // 1..MaxNamespaceBytes bytes of ASCII letters, digits and . _ - : @,
 // starting with a letter or digit. It keeps a namespace one URL path
 // segment (no '/', no space), and leaves '*' free for namespace patterns.
-const NamespaceAlphabet = "1-128 bytes of ASCII letters, digits and . _ - : @, starting with a letter or digit"
+const NamespaceAlphabet = "1..128 bytes of ASCII letters, digits and . _ - : @, starting with a letter or digit"
 
 // namespaceRe is NamespaceAlphabet as a regular expression.
 var namespaceRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]*$`)

@@ -2,6 +2,7 @@ package episode
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -62,5 +63,12 @@ func TestNamespaceAlphabetPunctuation(t *testing.T) {
 		if got := CheckNamespace("a"+string(r)) == nil; got != allowed {
 			t.Errorf("byte %#x: accepted=%v, want %v", c, got, allowed)
 		}
+	}
+}
+
+// The alphabet's description states the length bound in force.
+func TestNamespaceAlphabetStatesTheBound(t *testing.T) {
+	if !strings.HasPrefix(NamespaceAlphabet, "1.."+strconv.Itoa(MaxNamespaceBytes)+" bytes") {
+		t.Fatalf("NamespaceAlphabet %q does not state MaxNamespaceBytes %d", NamespaceAlphabet, MaxNamespaceBytes)
 	}
 }
