@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -30,7 +31,7 @@ type Store interface {
 	List(ctx context.Context, q store.ListQuery) ([]episode.Episode, string, error)
 	RecordAccess(ctx context.Context, ns string, ids []string, at time.Time) (int, error)
 	Delete(ctx context.Context, ns, id string) (bool, error)
-	DeleteNamespace(ctx context.Context, ns string) (int64, error)
+	DeleteNamespaceBatch(ctx context.Context, ns string) (int64, error)
 	Stats(ctx context.Context, ns string) (store.Stats, error)
 }
 
@@ -87,7 +88,7 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 		seen := make(map[[2]string]bool, len(eps))
 		for i, ep := range eps {
 			checkEpisode(&v, fmt.Sprintf("episodes[%d]", i), ep)
-			if id := ep.GetId(); id != "" {
+			if id := idKey(ep.GetId()); id != "" {
 				k := [2]string{ep.GetNamespace(), id}
 				if seen[k] {
 					v.Add(fmt.Sprintf("episodes[%d].id", i), "repeats an id of the same batch")
@@ -107,7 +108,10 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 		domain[i] = episodeFromProto(ep)
 	}
 	var stored []episode.Episode
-	err := s.d.Guard.Do(ctx, s.d.QueryTimeout, func(ctx context.Context) error {
+	// A batch's work grows with its bytes: one query's time is not enough
+	// for a large one, however healthy PostgreSQL is.
+	budget := writeBudget(s.d.QueryTimeout, proto.Size(req))
+	err := s.d.Guard.Do(ctx, budget, func(ctx context.Context) error {
 		var err error
 		stored, err = s.d.Store.Write(ctx, domain)
 		return err
@@ -126,7 +130,7 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memoryv1.RecallResponse, error) {
 	var v badrequest.Violations
 	checkNamespace(&v, "namespace", req.GetNamespace())
-	v.Text("query", req.GetQuery(), 1, episode.MaxQueryBytes, true)
+	checkRequiredText(&v, "query", req.GetQuery(), episode.MaxQueryBytes, true)
 	if l := req.GetLimit(); l < 0 || l > episode.MaxLimit {
 		v.Add("limit", "must be between 1 and %d (0 means %d), got %d", episode.MaxLimit, episode.DefaultLimit, l)
 	}
@@ -303,7 +307,7 @@ func (s *Server) RecordAccess(ctx context.Context, req *memoryv1.RecordAccessReq
 // DeleteEpisode forgets one episode (idempotent).
 func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeRequest) (*memoryv1.DeleteEpisodeResponse, error) {
 	var v badrequest.Violations
-	checkNamespace(&v, "namespace", req.GetNamespace())
+	checkLegacyNamespace(&v, "namespace", req.GetNamespace())
 	checkID(&v, "id", req.GetId(), true)
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -320,21 +324,16 @@ func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeR
 	return &memoryv1.DeleteEpisodeResponse{Deleted: deleted}, nil
 }
 
-// DeleteNamespace erases a namespace.
+// DeleteNamespace erases a namespace, in batches (see erase).
 func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamespaceRequest) (*memoryv1.DeleteNamespaceResponse, error) {
 	var v badrequest.Violations
-	checkNamespace(&v, "namespace", req.GetNamespace())
+	checkLegacyNamespace(&v, "namespace", req.GetNamespace())
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	var n int64
-	err := s.d.Guard.Do(ctx, s.d.QueryTimeout, func(ctx context.Context) error {
-		var err error
-		n, err = s.d.Store.DeleteNamespace(ctx, req.GetNamespace())
-		return err
-	})
+	n, err := s.erase(ctx, req.GetNamespace())
 	if err != nil {
-		return nil, s.toStatus(ctx, "delete namespace", err)
+		return nil, s.eraseStatus(ctx, n, err)
 	}
 	return &memoryv1.DeleteNamespaceResponse{Deleted: n}, nil
 }
@@ -343,7 +342,9 @@ func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamesp
 // always: an operator needs them most when PostgreSQL is down.
 func (s *Server) GetStats(ctx context.Context, req *memoryv1.GetStatsRequest) (*memoryv1.GetStatsResponse, error) {
 	var v badrequest.Violations
-	v.Text("namespace", req.GetNamespace(), 0, episode.MaxNamespaceBytes, false)
+	if req.GetNamespace() != "" {
+		checkNamespace(&v, "namespace", req.GetNamespace())
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}

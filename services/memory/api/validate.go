@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,8 +25,39 @@ const (
 	maxHalfLife = 10 * 365 * 24 * time.Hour
 )
 
+// checkNamespace requires episode.NamespaceAlphabet: every write and read.
 func checkNamespace(v *badrequest.Violations, field, ns string) {
-	v.Text(field, ns, 1, episode.MaxNamespaceBytes, false)
+	if err := episode.CheckNamespace(ns); err != nil {
+		v.Add(field, "%s", strings.TrimPrefix(err.Error(), episode.ErrNamespace.Error()+": "))
+	}
+}
+
+// checkLegacyNamespace is for the delete calls only: they also take names
+// stored before the alphabet was enforced, so those can still be erased.
+func checkLegacyNamespace(v *badrequest.Violations, field, ns string) {
+	if err := episode.CheckLegacyNamespace(ns); err != nil {
+		v.Add(field, "%s", strings.TrimPrefix(err.Error(), episode.ErrNamespace.Error()+": "))
+	}
+}
+
+// checkRequiredText is Text for a required field that must also say
+// something: text of only white space counts as missing.
+func checkRequiredText(v *badrequest.Violations, field, s string, max int, multiline bool) {
+	n := v.Len()
+	v.Text(field, s, 1, max, multiline)
+	if v.Len() == n && strings.TrimSpace(s) == "" {
+		v.Add(field, "must not be only white space")
+	}
+}
+
+// idKey is the canonical form of a valid id, so that spellings of one UUID
+// that differ only in case are one id; "" when id is not a UUID.
+func idKey(id string) string {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return ""
+	}
+	return u.String()
 }
 
 func checkID(v *badrequest.Violations, field, id string, required bool) {
@@ -35,6 +67,8 @@ func checkID(v *badrequest.Violations, field, id string, required bool) {
 		}
 		return
 	}
+	// Only the 36-character hyphenated form (either case); uuid.Parse also
+	// takes braces, urn:uuid: and bare hex, which every call refuses alike.
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
 		v.Add(field, "must be a UUID like 123e4567-e89b-12d3-a456-426614174000")
 	}
@@ -65,7 +99,7 @@ func checkEpisode(v *badrequest.Violations, prefix string, ep *memoryv1.Episode)
 	checkID(v, prefix+".id", ep.GetId(), false)
 	checkNamespace(v, prefix+".namespace", ep.GetNamespace())
 	v.Text(prefix+".session_id", ep.GetSessionId(), 0, episode.MaxSessionBytes, false)
-	v.Text(prefix+".content", ep.GetContent(), 1, episode.MaxContentBytes, true)
+	checkRequiredText(v, prefix+".content", ep.GetContent(), episode.MaxContentBytes, true)
 	if ep.Importance != nil {
 		checkFraction(v, prefix+".importance", ep.GetImportance())
 	}

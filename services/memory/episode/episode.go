@@ -2,13 +2,21 @@
 // remembered event, its limits and defaults. It knows nothing of gRPC or SQL.
 package episode
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
 
 // Limits and defaults shared by the api (validation) and the store.
 const (
 	// MaxContentBytes bounds Episode.Content (UTF-8 bytes).
 	MaxContentBytes = 64 << 10
-	// MaxNamespaceBytes bounds Episode.Namespace; it must also be non-empty.
+	// MaxNamespaceBytes bounds Episode.Namespace; it must also be non-empty
+	// and spelled in NamespaceAlphabet.
 	MaxNamespaceBytes = 128
 	// MaxSessionBytes bounds Episode.SessionID.
 	MaxSessionBytes = 128
@@ -35,6 +43,50 @@ const (
 	// MaxAccessIDs bounds the ids of one RecordAccess call.
 	MaxAccessIDs = 100
 )
+
+// NamespaceAlphabet describes the namespaces that can be written and read:
+// 1..MaxNamespaceBytes bytes of ASCII letters, digits and . _ - : @,
+// starting with a letter or digit. It keeps a namespace one URL path
+// segment (no '/', no space), and leaves '*' free for namespace patterns.
+const NamespaceAlphabet = "1..128 bytes of ASCII letters, digits and . _ - : @, starting with a letter or digit"
+
+// namespaceRe is NamespaceAlphabet as a regular expression.
+var namespaceRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]*$`)
+
+// ErrNamespace is what CheckNamespace and CheckLegacyNamespace wrap.
+var ErrNamespace = errors.New("invalid namespace")
+
+// CheckNamespace reports whether ns is spelled in NamespaceAlphabet; the
+// error says what is wrong. Every write and read requires it.
+func CheckNamespace(ns string) error {
+	switch {
+	case ns == "":
+		return fmt.Errorf("%w: is required", ErrNamespace)
+	case len(ns) > MaxNamespaceBytes:
+		return fmt.Errorf("%w: must be at most %d bytes, got %d", ErrNamespace, MaxNamespaceBytes, len(ns))
+	case !namespaceRe.MatchString(ns):
+		return fmt.Errorf("%w: must be %s", ErrNamespace, NamespaceAlphabet)
+	}
+	return nil
+}
+
+// CheckLegacyNamespace accepts what the store took before NamespaceAlphabet
+// was enforced (1..MaxNamespaceBytes bytes of valid UTF-8 without NUL), so
+// data written under such a name can still be erased. Only the delete
+// calls use it.
+func CheckLegacyNamespace(ns string) error {
+	switch {
+	case ns == "":
+		return fmt.Errorf("%w: is required", ErrNamespace)
+	case len(ns) > MaxNamespaceBytes:
+		return fmt.Errorf("%w: must be at most %d bytes, got %d", ErrNamespace, MaxNamespaceBytes, len(ns))
+	case !utf8.ValidString(ns):
+		return fmt.Errorf("%w: must be valid UTF-8", ErrNamespace)
+	case strings.IndexByte(ns, 0) >= 0:
+		return fmt.Errorf("%w: must not contain NUL", ErrNamespace)
+	}
+	return nil
+}
 
 // Affect is the emotional colouring an episode's writer supplied:
 // valence -1..1, arousal 0..1, intensity 0..1.

@@ -11,7 +11,8 @@
 // common words of a question dominate; and scoring every episode that shares
 // any word with the question costs time proportional to how common its words
 // are. So ranking is BM25 (k1 = 1.2, b = 0.75) over an inverted index that
-// the database keeps exact by trigger (migrations/001_episodes.sql):
+// the database keeps exact by trigger (migrations/001_episodes.sql; 003
+// tokenizes each content once per statement):
 //
 //   - postings: one row per (episode, word form) with its BM25 term weight
 //     tf·(k1+1)/(tf + k1·(1−b+b·dl/avgdl)), plus the episode's importance
@@ -53,5 +54,8 @@
 // Every statement that changes episodes first locks its namespaces' rows in
 // namespace_stats, in key order; the triggers then update term_stats and
 // postings of those namespaces only. Writers of one namespace are therefore
-// serialised and cannot deadlock; readers never wait.
+// serialised and cannot deadlock; readers never wait. A write's time budget
+// (the api's) leaves room for a few queued writers. DeleteNamespace erases
+// in bounded batches, each its own transaction, so no lock is held for long
+// whatever the namespace's size.
 package store

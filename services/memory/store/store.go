@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -34,6 +35,9 @@ var (
 // Store is the PostgreSQL side of the memory service.
 type Store struct {
 	pool *pgxpool.Pool
+	// eraseBatch overrides EraseBatchEpisodes and EraseBatchBytes when
+	// set (tests use small batches).
+	eraseBatch struct{ episodes, bytes int }
 }
 
 // New returns a Store over pool. The pool's lifetime is the caller's.
@@ -150,6 +154,22 @@ ON CONFLICT (namespace) DO UPDATE SET episode_count = s.episode_count`
 // lockNamespaceSQL locks one existing namespace (deletes never create one).
 const lockNamespaceSQL = `SELECT 1 FROM namespace_stats WHERE namespace = $1 FOR UPDATE`
 
+// queueStatementTimeout lets the statements of this transaction run as long
+// as ctx allows: the pool's statement_timeout is a backstop sized for one
+// ordinary query, and a large write's budget (given by the caller's
+// deadline) may be longer. Without a deadline the pool's limit stays; it
+// reports whether it queued a statement.
+func queueStatementTimeout(ctx context.Context, batch *pgx.Batch) bool {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return false
+	}
+	// A little past the deadline: the client gives up first and reports it.
+	ms := time.Until(dl).Milliseconds() + 100
+	batch.Queue(`SELECT set_config('statement_timeout', $1, true)`, strconv.FormatInt(max(ms, 1), 10))
+	return true
+}
+
 // writeSQL upserts a batch in key order (so concurrent overlapping batches
 // lock rows in the same order). A row written without created_at gets the
 // transaction time; a retry of it keeps the stored created_at, access count
@@ -230,12 +250,19 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 	}
 
 	batch := &pgx.Batch{}
+	// First, so the upsert runs under it (until the transaction ends).
+	timed := queueStatementTimeout(ctx, batch)
 	batch.Queue(lockNamespacesSQL, nss)
 	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
 	// A batch runs as one implicit transaction: all or nothing.
 	br := s.pool.SendBatch(ctx, batch)
 	stored := make(map[string]episode.Episode, len(nss))
 	err := func() error {
+		if timed {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("set statement timeout: %w", err)
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("lock namespaces: %w", err)
 		}
@@ -302,23 +329,83 @@ func (s *Store) Delete(ctx context.Context, ns, id string) (bool, error) {
 	return n > 0, nil
 }
 
-// DeleteNamespace erases every episode of ns and its index entries, in one
-// transaction; it returns how many episodes were deleted.
-func (s *Store) DeleteNamespace(ctx context.Context, ns string) (int64, error) {
-	n, err := s.deleteWhere(ctx, ns, `DELETE FROM episodes WHERE namespace = $1`, ns)
+// Bounds of one erase transaction (DeleteNamespaceBatch): its work (the
+// index entries it removes) grows with the content it deletes, so both
+// the episodes and their bytes are bounded, which keeps every batch far
+// inside one query's time whatever the namespace's size.
+const (
+	EraseBatchEpisodes = 5000
+	EraseBatchBytes    = 1 << 20
+)
+
+// eraseBatchSQL deletes the first episodes of a namespace in id order, at
+// most $2 of them and, past the first, at most $3 bytes of content in all
+// (octet_length reads a stored value's size without detoasting it).
+const eraseBatchSQL = `DELETE FROM episodes e USING (
+	SELECT id FROM (
+		SELECT id, row_number() OVER w AS i, sum(octet_length(content)) OVER w AS upto
+		FROM (SELECT id, content FROM episodes WHERE namespace = $1 ORDER BY id LIMIT $2) x
+		WINDOW w AS (ORDER BY id)
+	) y WHERE i = 1 OR upto <= $3
+) b
+WHERE e.namespace = $1 AND e.id = b.id`
+
+// DeleteNamespaceBatch erases up to EraseBatchEpisodes episodes of ns (and
+// EraseBatchBytes of their content) with their index entries, in one short
+// transaction, and returns how many it erased: 0 when none are left. Each
+// batch commits on its own, so an erase cut short keeps what it erased, and
+// calling again goes on where it stopped.
+func (s *Store) DeleteNamespaceBatch(ctx context.Context, ns string) (int64, error) {
+	n, err := s.deleteWhere(ctx, ns, eraseBatchSQL, ns, s.eraseEpisodes(), s.eraseBytes())
 	if err != nil {
 		return 0, fmt.Errorf("delete namespace %q: %w", ns, err)
 	}
 	return n, nil
 }
 
+// DeleteNamespace erases every episode of ns and its index entries, batch
+// by batch (DeleteNamespaceBatch) until none is left or ctx ends; it
+// returns how many episodes it deleted, also with an error: those stay
+// deleted (the batch in flight at the error may have committed too, so
+// then the count is a lower bound by at most one batch).
+func (s *Store) DeleteNamespace(ctx context.Context, ns string) (int64, error) {
+	var total int64
+	for {
+		n, err := s.DeleteNamespaceBatch(ctx, ns)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+}
+
+func (s *Store) eraseEpisodes() int {
+	if s.eraseBatch.episodes > 0 {
+		return s.eraseBatch.episodes
+	}
+	return EraseBatchEpisodes
+}
+
+func (s *Store) eraseBytes() int {
+	if s.eraseBatch.bytes > 0 {
+		return s.eraseBatch.bytes
+	}
+	return EraseBatchBytes
+}
+
 func (s *Store) deleteWhere(ctx context.Context, ns, sql string, args ...any) (int64, error) {
 	batch := &pgx.Batch{}
+	timed := queueStatementTimeout(ctx, batch)
 	batch.Queue(lockNamespaceSQL, ns)
 	batch.Queue(sql, args...)
 	br := s.pool.SendBatch(ctx, batch)
 	var n int64
 	err := func() error {
+		if timed {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("set statement timeout: %w", err)
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("lock namespace: %w", err)
 		}

@@ -260,24 +260,29 @@ func (x *Affect) GetIntensity() float64 {
 // Episode is one remembered event.
 type Episode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// UUID (RFC 4122 text form). Assigned by the server when empty on write.
-	// A client that supplies it makes the write idempotent.
+	// UUID in the hyphenated 8-4-4-4-12 hex form, either case (braces,
+	// urn:uuid: and bare hex are refused); stored and echoed in lower case, so
+	// spellings that differ in case are one id. Assigned by the server when
+	// empty on write. A client that supplies it makes the write idempotent.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// Tenant, user or agent scope. Required; 1..128 bytes of UTF-8 without
-	// control characters.
+	// Tenant, user or agent scope. Required; 1..128 bytes of ASCII letters, digits and . _ - :
+	// @, starting with a letter or digit (no "/", space or "*"; "*" is kept for
+	// namespace patterns). The same alphabet for every call, so a namespace is
+	// always one URL path segment.
 	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Conversation or session the episode belongs to; optional, at most 128 bytes.
 	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	// The remembered text. Required; at most 64 KiB of UTF-8 (long chat turns
-	// and tool outputs fit; a whole document does not belong in one episode).
+	// The remembered text. Required, not only white space; at most 65536 bytes
+	// (64 KiB) of UTF-8 (long chat turns and tool outputs fit; a whole document
+	// does not belong in one episode).
 	Content string `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
 	// Importance from 0 to 1. Unset means 0.5.
 	Importance *float64 `protobuf:"fixed64,5,opt,name=importance,proto3,oneof" json:"importance,omitempty"`
 	// When the episode happened. Server time when unset; clients may import
 	// history with earlier times.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// Free-form string metadata; at most 32 entries, keys at most 64 bytes,
-	// values at most 1 KiB.
+	// Free-form string metadata; at most 32 entries, keys 1..64 bytes, values
+	// at most 1024 bytes (1 KiB).
 	Metadata map[string]string `protobuf:"bytes,7,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Optional emotional colouring; absent when the writer gave none.
 	Affect *Affect `protobuf:"bytes,8,opt,name=affect,proto3" json:"affect,omitempty"`
@@ -393,8 +398,11 @@ func (x *Episode) GetLastAccessedAt() *timestamppb.Timestamp {
 // WriteEpisodesRequest carries a batch to store atomically.
 type WriteEpisodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1..500 episodes. Each names its own namespace; all are written in one
-	// transaction or none is.
+	// 1..500 episodes (and at most the server's MAX_RECV_BYTES in all). Each
+	// names its own namespace; all are written in one transaction or none is.
+	// No id may appear twice in one batch. A batch may take longer than one
+	// query: its time budget grows with its bytes (the caller's deadline still
+	// caps it).
 	Episodes      []*Episode `protobuf:"bytes,1,rep,name=episodes,proto3" json:"episodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -551,13 +559,14 @@ func (x *RecallWeights) GetRecency() float64 {
 // RecallRequest asks for the best episodes of one namespace.
 type RecallRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required namespace, as in Episode.namespace.
+	// Required namespace, spelled as Episode.namespace says.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// Required natural-language query; 1..4 KiB of UTF-8.
+	// Required natural-language query, not only white space; 1..4096 bytes
+	// (4 KiB) of UTF-8.
 	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
 	// Maximum episodes returned: 1..100; 0 means 7.
 	Limit int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	// When set, only episodes of this session.
+	// When set, only episodes of this session (at most 128 bytes).
 	SessionId string `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// When set, only episodes created at or after this time.
 	CreatedAfter *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
@@ -908,7 +917,7 @@ func (x *RecallResponse) GetAsOf() *timestamppb.Timestamp {
 // GetEpisodeRequest names one episode.
 type GetEpisodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required namespace.
+	// Required namespace, spelled as Episode.namespace says.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Required UUID.
 	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
@@ -1009,9 +1018,9 @@ func (x *GetEpisodeResponse) GetEpisode() *Episode {
 // ListEpisodesRequest pages through a namespace in time order.
 type ListEpisodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required namespace.
+	// Required namespace, spelled as Episode.namespace says.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// When set, only episodes of this session.
+	// When set, only episodes of this session (at most 128 bytes).
 	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// When set, only episodes created strictly after this time.
 	CreatedAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_after,json=createdAfter,proto3" json:"created_after,omitempty"`
@@ -1165,7 +1174,7 @@ func (x *ListEpisodesResponse) GetNextPageToken() string {
 // RecordAccessRequest marks episodes as accessed.
 type RecordAccessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required namespace.
+	// Required namespace, spelled as Episode.namespace says.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// 1..100 episode UUIDs; unknown ids are ignored.
 	Ids []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
@@ -1275,7 +1284,10 @@ func (x *RecordAccessResponse) GetUpdated() int32 {
 // DeleteEpisodeRequest names the episode to forget.
 type DeleteEpisodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required namespace.
+	// Required namespace. Besides names spelled as Episode.namespace says, any
+	// 1..128 bytes of valid UTF-8 without NUL is taken, so that episodes stored
+	// under a name from before that alphabet was enforced can still be erased
+	// (over gRPC: such names may not fit in a URL path segment).
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Required UUID.
 	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
@@ -1376,7 +1388,10 @@ func (x *DeleteEpisodeResponse) GetDeleted() bool {
 // DeleteNamespaceRequest names the namespace to erase.
 type DeleteNamespaceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required namespace.
+	// Required namespace. Besides names spelled as Episode.namespace says, any
+	// 1..128 bytes of valid UTF-8 without NUL is taken, so that a namespace
+	// stored under a name from before that alphabet was enforced can still be
+	// erased (over gRPC: such names may not fit in a URL path segment).
 	Namespace     string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1468,7 +1483,8 @@ func (x *DeleteNamespaceResponse) GetDeleted() int64 {
 // GetStatsRequest asks for service statistics.
 type GetStatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// When set, episode_count counts only this namespace.
+	// When set, episode_count counts only this namespace (spelled as
+	// Episode.namespace says).
 	Namespace     string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -58,7 +58,10 @@ type MemoryServiceClient interface {
 	// DeleteEpisode forgets one episode. Deleting an absent id is not an error
 	// (deleted=false), so a retry after UNAVAILABLE is safe.
 	DeleteEpisode(ctx context.Context, in *DeleteEpisodeRequest, opts ...grpc.CallOption) (*DeleteEpisodeResponse, error)
-	// DeleteNamespace erases every episode of a namespace.
+	// DeleteNamespace erases every episode of a namespace, in batches that
+	// each commit on their own, for up to one minute. A namespace too large
+	// for that gets DEADLINE_EXCEEDED saying how many episodes were erased:
+	// those stay erased, and calling again erases the rest.
 	DeleteNamespace(ctx context.Context, in *DeleteNamespaceRequest, opts ...grpc.CallOption) (*DeleteNamespaceResponse, error)
 	// GetStats reports counts, schema version, pool and breaker state.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
@@ -177,7 +180,10 @@ type MemoryServiceServer interface {
 	// DeleteEpisode forgets one episode. Deleting an absent id is not an error
 	// (deleted=false), so a retry after UNAVAILABLE is safe.
 	DeleteEpisode(context.Context, *DeleteEpisodeRequest) (*DeleteEpisodeResponse, error)
-	// DeleteNamespace erases every episode of a namespace.
+	// DeleteNamespace erases every episode of a namespace, in batches that
+	// each commit on their own, for up to one minute. A namespace too large
+	// for that gets DEADLINE_EXCEEDED saying how many episodes were erased:
+	// those stay erased, and calling again erases the rest.
 	DeleteNamespace(context.Context, *DeleteNamespaceRequest) (*DeleteNamespaceResponse, error)
 	// GetStats reports counts, schema version, pool and breaker state.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)

@@ -357,7 +357,8 @@ func (x *OrchestrateOptions) GetPreloadMinConfidence() float64 {
 // OrchestrateRequest is one query to think about.
 type OrchestrateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required memory namespace, as in brain.memory.v1.Episode.namespace.
+	// Required memory namespace, spelled as brain.memory.v1.Episode.namespace
+	// says.
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Required query text; 1..4 KiB of UTF-8.
 	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
