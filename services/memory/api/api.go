@@ -54,6 +54,10 @@ type Deps struct {
 	// QueryTimeout caps the time any call other than Recall spends in
 	// PostgreSQL (Recall has its own cap inside the Recaller).
 	QueryTimeout time.Duration
+	// DeleteHold is how long after a failed delete the recall cache stores
+	// no answer of its namespace: the delete may still commit until its
+	// statement ends on the server (PostgreSQL's statement timeout).
+	DeleteHold time.Duration
 }
 
 // Server implements memoryv1.MemoryServiceServer.
@@ -314,6 +318,8 @@ func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeR
 		deleted, err = s.d.Store.Delete(ctx, req.GetNamespace(), req.GetId())
 		return err
 	})
+	// Whatever the outcome: a failed or timed-out delete may have committed.
+	s.d.Cache.PurgeEpisode(req.GetNamespace(), req.GetId(), s.purgeHold(err))
 	if err != nil {
 		return nil, s.toStatus(ctx, "delete episode", err)
 	}
@@ -333,10 +339,22 @@ func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamesp
 		n, err = s.d.Store.DeleteNamespace(ctx, req.GetNamespace())
 		return err
 	})
+	// Whatever the outcome: a failed or timed-out erase may have committed.
+	s.d.Cache.PurgeNamespace(req.GetNamespace(), s.purgeHold(err))
 	if err != nil {
 		return nil, s.toStatus(ctx, "delete namespace", err)
 	}
 	return &memoryv1.DeleteNamespaceResponse{Deleted: n}, nil
+}
+
+// purgeHold is how long the cache stores no answer of a namespace after a
+// delete there ended with err: none after a delete that committed, DeleteHold
+// after one whose outcome the caller cannot know.
+func (s *Server) purgeHold(err error) time.Duration {
+	if err == nil {
+		return 0
+	}
+	return s.d.DeleteHold
 }
 
 // GetStats reports counts when PostgreSQL answers, and pool and breaker state

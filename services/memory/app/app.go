@@ -169,6 +169,10 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		Log:          log,
 		Now:          time.Now,
 		QueryTimeout: cfg.QueryTimeout,
+		// A delete's statement ends on the server within the statement
+		// timeout of its start, so none can commit later than that after
+		// its call failed.
+		DeleteHold: orDefault(cfg.DB.StatementTimeout, pgconn.DefaultStatementTimeout),
 	})
 	memoryv1.RegisterMemoryServiceServer(srv.GRPC(), handlers)
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
@@ -277,6 +281,13 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
 	}
 	reg.MustRegister(m.recalls, m.breakerOpen, poolCollector{pool: pool})
 	return m
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 func b2f(b bool) float64 {

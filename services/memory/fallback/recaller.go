@@ -79,6 +79,9 @@ func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
 	if q.AsOf.IsZero() {
 		q.AsOf = r.now()
 	}
+	// Taken before PostgreSQL is read: a delete in between keeps this
+	// answer out of the cache.
+	ticket := r.cache.Ticket(q.Namespace)
 	var results []recall.Result
 	err := r.guard.Do(ctx, r.timeout, func(ctx context.Context) error {
 		var err error
@@ -89,7 +92,7 @@ func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
 		if results == nil {
 			results = []recall.Result{}
 		}
-		r.cache.Put(key, results)
+		r.cache.Put(ticket, key, results)
 		r.observe(SourcePostgres)
 		return Answer{Results: results, Source: SourcePostgres, AsOf: q.AsOf}, nil
 	}
