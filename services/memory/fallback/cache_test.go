@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/brainhq/brain/services/memory/episode"
 	"github.com/brainhq/brain/services/memory/recall"
 )
@@ -199,5 +201,32 @@ func TestRecallerDeleteRace(t *testing.T) {
 	}
 	if !strings.Contains(a.Reason, "no cached answer") {
 		t.Fatalf("reason %q", a.Reason)
+	}
+}
+
+// TestRecallerCacheIgnoresClock: a caller that asks "as of now" on every
+// call (the orchestrator) is served the cached answer during an outage,
+// re-scored at its own as_of.
+func TestRecallerCacheIgnoresClock(t *testing.T) {
+	clk := newClock()
+	store := &fakeStore{}
+	r := NewRecaller(NewGuard(NewBreaker(100, 0, clk.now, nil)), store, NewCache(10, 1<<20, time.Hour, clk.now), time.Second, clk.now, nil)
+	first := clk.now()
+	q := recall.Query{Namespace: "ns", Text: "cats", AsOf: first, Limit: 50}
+	if a, err := r.Recall(context.Background(), q); err != nil || a.Source != SourcePostgres {
+		t.Fatalf("healthy: %+v %v", a, err)
+	}
+	store.set(&pgconn.PgError{Code: "57P01"}, false)
+	clk.advance(time.Second)
+	q.AsOf = clk.now()
+	a, err := r.Recall(context.Background(), q)
+	if err != nil || a.Source != SourceCache || len(a.Results) != 1 || a.Results[0].Episode.ID != "e1" {
+		t.Fatalf("the same question a second later during an outage: %+v %v", a, err)
+	}
+	// fakeStore's episode has a zero CreatedAt: recency is re-computed at
+	// the new as_of, not copied.
+	want := recall.Recency(q.AsOf.Sub(time.Time{}), recall.DefaultHalfLife)
+	if got := a.Results[0].Scores.Recency; got != want || !a.AsOf.Equal(q.AsOf) {
+		t.Fatalf("recency %v as of %s, want %v as of %s", got, a.AsOf, want, q.AsOf)
 	}
 }

@@ -75,7 +75,7 @@ func NewRecaller(g *Guard, s RecallStore, c *Cache, timeout time.Duration, now f
 
 // Recall always answers unless the caller's own context ended first.
 func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
-	key := q.Key() // before AsOf is filled: answers "as of now" share a key
+	key := q.Key() // the question, not the clock: any AsOf shares the key
 	if q.AsOf.IsZero() {
 		q.AsOf = r.now()
 	}
@@ -105,8 +105,8 @@ func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
 	}
 	if cached, age, ok := r.cache.Get(key); ok {
 		r.observe(SourceCache)
-		return Answer{Results: cached, Source: SourceCache, CacheAge: age, AsOf: q.AsOf,
-			Reason: fmt.Sprintf("%s; serving a cached answer from %s ago", reason, age.Round(time.Millisecond))}, nil
+		return Answer{Results: recall.Rescore(cached, q), Source: SourceCache, CacheAge: age, AsOf: q.AsOf,
+			Reason: fmt.Sprintf("%s; serving a cached answer from %s ago, recency re-scored at as_of", reason, age.Round(time.Millisecond))}, nil
 	}
 	r.observe(SourceNone)
 	return Answer{Results: []recall.Result{}, Source: SourceNone, AsOf: q.AsOf,
