@@ -403,7 +403,7 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 		return status.Error(codes.InvalidArgument, "invalid request: page_token: was not issued for this namespace and these filters")
 	case errors.Is(err, store.ErrInvalid):
 		return status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
-	case errors.Is(err, store.ErrNotMigrated):
+	case errors.Is(err, store.ErrNotMigrated), errors.Is(err, store.ErrMigrating):
 		return status.Errorf(codes.Unavailable, "%s: %v", op, err)
 	case errors.Is(err, fallback.ErrUnavailable):
 		return status.Errorf(codes.Unavailable, "%s: %v; nothing was changed or the change was rolled back, retry with the same ids", op, err)

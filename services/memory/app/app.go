@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -110,6 +111,7 @@ type App struct {
 	srv     *server.Server
 	pool    *pgxpool.Pool
 	breaker *fallback.Breaker
+	mig     *migration
 }
 
 // New builds the service. It does not contact PostgreSQL: the pool connects
@@ -129,31 +131,38 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	st := store.New(pool)
+	mig := &migration{}
+	gated := gatedStore{Store: st, m: mig}
 	m := newMetrics(srv.Metrics(), pool)
 
 	breaker := fallback.NewBreaker(cfg.BreakerThreshold, cfg.BreakerMinSpan, time.Now, func(open bool) {
 		m.breakerOpen.Set(b2f(open))
-		log.Warn("postgres circuit breaker", zap.Bool("open", open))
+		if open {
+			log.Warn("postgres circuit breaker", zap.Bool("open", open))
+		} else {
+			log.Info("postgres circuit breaker", zap.Bool("open", open)) // recovery is good news
+		}
 	})
 	guard := fallback.NewGuard(breaker)
 	cache := fallback.NewCache(cfg.CacheEntries, cfg.CacheBytes, cfg.CacheMaxAge, time.Now)
-	recaller := fallback.NewRecaller(guard, st, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
+	recaller := fallback.NewRecaller(guard, gated, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
 		m.recalls.WithLabelValues(s.String()).Inc()
 	})
 
 	reg := srv.Health()
-	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: st.Ping, Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
+	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: probe(st, mig), Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	// The probe is the breaker's trial call: every passing probe closes the
 	// breaker (so calls that timed out during a CPU stall cannot keep it open
 	// while PostgreSQL is healthy), and a failing one opens it at once.
+	// A schema still being migrated is PostgreSQL answering, not failing.
 	reg.OnResult(func(name string, err error) {
 		if name != PostgresCheck {
 			return
 		}
-		if err == nil {
+		if err == nil || errors.Is(err, store.ErrMigrating) {
 			breaker.Reset()
 			return
 		}
@@ -161,7 +170,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	})
 
 	handlers := api.New(api.Deps{
-		Store:        st,
+		Store:        gated,
 		Recaller:     recaller,
 		Guard:        guard,
 		Cache:        cache,
@@ -178,7 +187,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
 		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
 	})
-	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker}, nil
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker, mig: mig}, nil
 }
 
 // Server is the underlying server (for addresses in tests).
@@ -192,6 +201,7 @@ func (a *App) Run(ctx context.Context) error {
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.cfg.MigrateOnStart {
+		a.mig.running.Store(true) // before the first probe can run
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -225,6 +235,7 @@ func (a *App) migrateUntilDone(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
 		err := a.migrateOnce(ctx)
 		if err == nil {
+			a.mig.running.Store(false)
 			a.log.Info("migrations applied", zap.Int64("schema_version", store.SchemaVersion))
 			return
 		}
