@@ -2,11 +2,17 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -78,5 +84,26 @@ func TestMigratingIsReportedAsMigrating(t *testing.T) {
 	r.waitHealth(t, PostgresCheck, healthpb.HealthCheckResponse_SERVING, 10*time.Second)
 	if _, err := r.client.WriteEpisodes(ctx, &memoryv1.WriteEpisodesRequest{Episodes: []*memoryv1.Episode{{Namespace: "n", Content: "after"}}}); err != nil {
 		t.Fatalf("write after the migration: %v", err)
+	}
+}
+
+// TestBreakerLogLevels: the breaker opening is a warning, closing again is
+// good news (info).
+func TestBreakerLogLevels(t *testing.T) {
+	u := url.URL{Scheme: "postgres", User: url.User("brain"), Host: "127.0.0.1:" + strconv.Itoa(closedPort(t)), Path: "brain", RawQuery: "sslmode=disable"}
+	core, logs := observer.New(zap.DebugLevel)
+	a, err := New(testConfig(t, u.String()), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.closePool)
+	a.breaker.Trip("probe failed")
+	a.breaker.Reset()
+	var got []string
+	for _, e := range logs.FilterMessage("postgres circuit breaker").All() {
+		got = append(got, fmt.Sprintf("%s open=%v", e.Level, e.ContextMap()["open"]))
+	}
+	if want := []string{"warn open=true", "info open=false"}; !slices.Equal(got, want) {
+		t.Fatalf("breaker log lines %q, want %q", got, want)
 	}
 }
