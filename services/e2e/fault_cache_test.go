@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,81 @@ func TestFaultOrchestrateUsesRecallCache(t *testing.T) {
 		len(wm.GetItems()) != 1 || wm.GetItems()[0].GetEpisodeId() != ep.GetId() || wm.GetItems()[0].GetSynthetic() {
 		t.Errorf("LAB_011 with PostgreSQL down after the same run: %s %q %v; want the cached episode from CACHE",
 			l011.GetStatus(), l011.GetDetail(), wm)
+	}
+}
+
+// waitCacheSync waits until memory p hears the deletes of every replica.
+func waitCacheSync(t *testing.T, p *stack.Process) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body := httpDo(t, "GET", "http://"+p.HTTPAddr+"/metrics", "")
+		if strings.Contains(string(body), "\nbrain_memory_recall_cache_sync 1\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("memory not listening for deletes (brain_memory_recall_cache_sync) within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFaultReplicaDeleteNotServedFromCache: two memory replicas over one
+// database, each with its own cache. Write, recall on both, delete through
+// one, stop PostgreSQL, recall on the other: the deleted episode does not
+// come back from its cache.
+func TestFaultReplicaDeleteNotServedFromCache(t *testing.T) {
+	skipShort(t)
+	f := startFault(t, faultOptions{})
+	other := stack.StartMemory(t, bins.Memory, stack.MemoryConfig{Postgres: stack.Postgres{
+		Host: "127.0.0.1", Port: f.cluster.Port(), Database: f.db, PasswordFile: f.cluster.PasswordFile()}})
+	f.waitUp(t, other)
+	otherConn := stack.Dial(t, other.GRPCAddr)
+	stack.MustWaitHealth(t, otherConn, "postgres", stack.Serving, other.Started, 5*time.Second)
+	otherMem := memoryv1.NewMemoryServiceClient(otherConn)
+	waitCacheSync(t, f.mem)
+	waitCacheSync(t, other)
+
+	ns := namespace("replicas")
+	eps := write(t, f.memory,
+		&memoryv1.Episode{Namespace: ns, Content: "the ferry timetable changed"},
+		&memoryv1.Episode{Namespace: ns, Content: "the bridge tolls were dropped"})
+	erased := &memoryv1.RecallRequest{Namespace: ns, Query: "ferry timetable"}
+	for _, mem := range []memoryv1.MemoryServiceClient{f.memory, otherMem} {
+		if resp, ids := recallIDs(t, mem, erased); !ids[eps[0].GetId()] {
+			t.Fatalf("warm-up recall: %v", resp)
+		}
+	}
+	entries := func() int32 {
+		st, err := otherMem.GetStats(ctxFor(t, time.Second), &memoryv1.GetStatsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.GetCacheEntries()
+	}
+	if n := entries(); n != 1 {
+		t.Fatalf("other replica caches %d answers, want 1", n)
+	}
+
+	if _, err := f.memory.DeleteNamespace(ctxFor(t, 5*time.Second), &memoryv1.DeleteNamespaceRequest{Namespace: ns}); err != nil {
+		t.Fatal(err)
+	}
+	// The purge travels through PostgreSQL; wait for it rather than race
+	// the outage against its delivery.
+	deadline := time.Now().Add(statusChange)
+	for entries() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the other replica still caches %d answers %s after the delete", entries(), statusChange)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	stopAt := time.Now()
+	if err := f.cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stack.MustWaitHealth(t, otherConn, "postgres", stack.NotServing, stopAt, statusChange)
+	if resp, ids := recallIDs(t, otherMem, erased); ids[eps[0].GetId()] || resp.GetSource() == memoryv1.RecallSource_RECALL_SOURCE_CACHE {
+		t.Errorf("the other replica served %v after the delete, with PostgreSQL down", resp)
 	}
 }

@@ -48,6 +48,10 @@ type Config struct {
 	CacheEntries int
 	CacheBytes   int
 	CacheMaxAge  time.Duration
+	// CacheSync listens for the deletes of every replica (PostgreSQL
+	// LISTEN/NOTIFY) to purge the cache; off, only this process's own
+	// deletes purge it.
+	CacheSync bool
 	// BreakerThreshold and BreakerMinSpan: the run of failures, and the time
 	// it must span, that open the breaker.
 	BreakerThreshold int
@@ -60,7 +64,7 @@ type Config struct {
 // Flags binds the configuration to flags and environment variables.
 type Flags struct {
 	srv                                        *server.Flags
-	migrate                                    *bool
+	migrate, cacheSync                         *bool
 	recallTimeout, queryTimeout, cacheAge      *time.Duration
 	probeInterval, probeTimeout, breakerSpan   *time.Duration
 	cacheEntries, cacheBytes, breakerThreshold *int
@@ -76,6 +80,7 @@ func BindFlags(b *config.Binder) *Flags {
 		cacheEntries:     b.Int("cache-entries", "RECALL_CACHE_ENTRIES", 10000, "recent recalls kept for fallback"),
 		cacheBytes:       b.Int("cache-bytes", "RECALL_CACHE_BYTES", 32<<20, "approximate memory the recall cache may hold"),
 		cacheAge:         b.Duration("cache-max-age", "RECALL_CACHE_MAX_AGE", 15*time.Minute, "oldest cached recall served as a fallback"),
+		cacheSync:        b.Bool("cache-sync", "RECALL_CACHE_SYNC", true, "purge the recall cache on the deletes of every replica (LISTEN/NOTIFY on one extra PostgreSQL connection)"),
 		breakerThreshold: b.Int("breaker-threshold", "BREAKER_THRESHOLD", 3, "consecutive PostgreSQL failures that open the circuit breaker"),
 		breakerSpan:      b.Duration("breaker-min-span", "BREAKER_MIN_SPAN", 500*time.Millisecond, "time the failures must span to open the breaker (one stall fails every call in flight at once)"),
 		probeInterval:    b.Duration("probe-interval", "PROBE_INTERVAL", 500*time.Millisecond, "time between PostgreSQL health probes"),
@@ -97,6 +102,7 @@ func (f *Flags) Config(db pgconn.Config) Config {
 		CacheEntries:     *f.cacheEntries,
 		CacheBytes:       *f.cacheBytes,
 		CacheMaxAge:      *f.cacheAge,
+		CacheSync:        *f.cacheSync,
 		BreakerThreshold: *f.breakerThreshold,
 		BreakerMinSpan:   *f.breakerSpan,
 		ProbeInterval:    *f.probeInterval,
@@ -112,6 +118,9 @@ type App struct {
 	pool    *pgxpool.Pool
 	breaker *fallback.Breaker
 	mig     *migration
+	store   *store.Store
+	cache   *fallback.Cache
+	metrics *metrics
 }
 
 // New builds the service. It does not contact PostgreSQL: the pool connects
@@ -145,6 +154,9 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	})
 	guard := fallback.NewGuard(breaker)
 	cache := fallback.NewCache(cfg.CacheEntries, cfg.CacheBytes, cfg.CacheMaxAge, time.Now)
+	if cfg.CacheSync {
+		cache.Suspend() // until the deletes of other replicas can be heard
+	}
 	recaller := fallback.NewRecaller(guard, gated, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
 		m.recalls.WithLabelValues(s.String()).Inc()
 	})
@@ -187,7 +199,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
 		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
 	})
-	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker, mig: mig}, nil
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker, mig: mig, store: st, cache: cache, metrics: m}, nil
 }
 
 // Server is the underlying server (for addresses in tests).
@@ -208,7 +220,47 @@ func (a *App) Run(ctx context.Context) error {
 			a.migrateUntilDone(mctx)
 		}()
 	}
+	if a.cfg.CacheSync {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.listenPurges(mctx)
+		}()
+	}
 	return a.srv.Run(ctx)
+}
+
+// listenIdle is how long the purge listener waits for a notification before
+// it checks its connection.
+const listenIdle = 10 * time.Second
+
+// listenPurges purges the cache on every replica's deletes until ctx ends.
+// While it cannot listen, the cache stores nothing; each time it listens
+// again, the cache is emptied, since deletes may have gone unheard.
+func (a *App) listenPurges(ctx context.Context) {
+	a.store.ListenPurges(ctx, store.Listener{
+		Listening: func(ok bool, err error) {
+			a.metrics.cacheSync.Set(b2f(ok))
+			if !ok {
+				a.cache.Suspend()
+				a.log.Warn("recall cache: not hearing deletes; storing nothing until listening again", zap.Error(err))
+				return
+			}
+			n := a.cache.Resume()
+			a.log.Info("recall cache: listening for deletes", zap.Int("dropped_answers", n))
+		},
+		Purge: func(p store.Purge) {
+			switch {
+			case p.Namespace == "":
+				a.cache.PurgeAll()
+			case p.ID == "":
+				a.cache.PurgeNamespace(p.Namespace, 0)
+			default:
+				a.cache.PurgeEpisode(p.Namespace, p.ID, 0)
+			}
+		},
+		Retry: a.cfg.ProbeInterval, Idle: listenIdle, Timeout: a.cfg.ProbeTimeout,
+	})
 }
 
 // closePool closes the pool, but waits at most a second: when PostgreSQL
@@ -276,6 +328,7 @@ func Migrate(ctx context.Context, db pgconn.Config) error {
 type metrics struct {
 	recalls     *prometheus.CounterVec
 	breakerOpen prometheus.Gauge
+	cacheSync   prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
@@ -286,11 +339,14 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
 		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "brain_memory_breaker_open", Help: "1 while the PostgreSQL circuit breaker is open.",
 		}),
+		cacheSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "brain_memory_recall_cache_sync", Help: "1 while the recall cache hears the deletes of every replica (RECALL_CACHE_SYNC).",
+		}),
 	}
 	for _, s := range []fallback.Source{fallback.SourcePostgres, fallback.SourceCache, fallback.SourceNone} {
 		m.recalls.WithLabelValues(s.String())
 	}
-	reg.MustRegister(m.recalls, m.breakerOpen, poolCollector{pool: pool})
+	reg.MustRegister(m.recalls, m.breakerOpen, m.cacheSync, poolCollector{pool: pool})
 	return m
 }
 

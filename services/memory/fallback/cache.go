@@ -37,6 +37,10 @@ type Cache struct {
 	// namespaces; two namespaces sharing a stripe only cost a missed fill.
 	gens  [purgeStripes]uint64
 	holds [purgeStripes]time.Time
+	// epoch counts the purges of everything; while suspended nothing is
+	// stored (see Suspend).
+	epoch     uint64
+	suspended bool
 }
 
 // purgeStripes is the number of namespace stripes purges are counted in.
@@ -85,6 +89,7 @@ type Ticket struct {
 	ns     string
 	stripe int
 	gen    uint64
+	epoch  uint64
 }
 
 func (c *Cache) stripe(ns string) int {
@@ -96,13 +101,14 @@ func (c *Cache) Ticket(ns string) Ticket {
 	s := c.stripe(ns)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Ticket{ns: ns, stripe: s, gen: c.gens[s]}
+	return Ticket{ns: ns, stripe: s, gen: c.gens[s], epoch: c.epoch}
 }
 
 // Put stores results under key, for the namespace of t, and reports whether
 // it did. The slice must not be modified afterwards. An answer larger than
 // the whole byte bound is not stored, nor one whose ticket a purge of its
-// namespace made stale, nor one of a namespace under a purge's hold.
+// namespace (or of everything) made stale, nor one of a namespace under a
+// purge's hold, nor any while the cache is suspended.
 func (c *Cache) Put(t Ticket, key string, results []recall.Result) bool {
 	size := sizeOf(key, results)
 	if c.max <= 0 || size > c.maxBytes {
@@ -111,7 +117,7 @@ func (c *Cache) Put(t Ticket, key string, results []recall.Result) bool {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gens[t.stripe] != t.gen || now.Before(c.holds[t.stripe]) {
+	if c.gens[t.stripe] != t.gen || now.Before(c.holds[t.stripe]) || c.epoch != t.epoch || c.suspended {
 		return false
 	}
 	if el, ok := c.items[key]; ok {
@@ -186,6 +192,43 @@ func (c *Cache) purge(ns string, hold time.Duration, drop func(*cacheEntry) bool
 		}
 	}
 	return n
+}
+
+// PurgeAll drops every answer and makes every ticket in flight stale; it
+// returns how many answers it dropped.
+func (c *Cache) PurgeAll() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.purgeAll()
+}
+
+func (c *Cache) purgeAll() int {
+	n := c.ll.Len()
+	c.ll.Init()
+	c.items = make(map[string]*list.Element)
+	c.byNS = make(map[string]map[*list.Element]struct{})
+	c.bytes = 0
+	c.epoch++
+	return n
+}
+
+// Suspend stops the cache storing answers, while the deletes of other
+// replicas cannot be heard: an answer stored then could hold an episode
+// deleted meanwhile, and no purge would come. What is cached stays and is
+// still served.
+func (c *Cache) Suspend() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.suspended = true
+}
+
+// Resume drops every answer (deletes may have gone unheard before) and
+// stores again; it returns how many answers it dropped.
+func (c *Cache) Resume() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.suspended = false
+	return c.purgeAll()
 }
 
 // Bytes is the estimated size of the cached answers.

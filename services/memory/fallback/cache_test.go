@@ -98,6 +98,29 @@ func TestCachePurge(t *testing.T) {
 			put(c.Ticket("a"), "a1")
 			return []string{"b1"}, []string{"a1", "a2"}
 		}},
+		{"purging everything drops all and stales every ticket", func(c *Cache, _ *clock, early Ticket, put func(Ticket, string)) ([]string, []string) {
+			b := c.Ticket("b")
+			if n := c.PurgeAll(); n != 3 {
+				t.Errorf("PurgeAll dropped %d, want 3", n)
+			}
+			put(early, "a1")
+			put(b, "b1")
+			return nil, []string{"a1", "a2", "b1"}
+		}},
+		{"suspended: what is cached is served, nothing is stored", func(c *Cache, _ *clock, _ Ticket, put func(Ticket, string)) ([]string, []string) {
+			c.Suspend()
+			put(c.Ticket("x"), "x1")
+			return []string{"a1", "a2", "b1"}, []string{"x1"}
+		}},
+		{"resumed: everything dropped, stored again", func(c *Cache, _ *clock, early Ticket, put func(Ticket, string)) ([]string, []string) {
+			c.Suspend()
+			if n := c.Resume(); n != 3 {
+				t.Errorf("Resume dropped %d, want 3", n)
+			}
+			put(early, "a3") // read before the feed was heard again
+			put(c.Ticket("x"), "x1")
+			return []string{"x1"}, []string{"a1", "a2", "a3", "b1"}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -295,7 +295,7 @@ func (s *Store) Delete(ctx context.Context, ns, id string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	n, err := s.deleteWhere(ctx, ns, `DELETE FROM episodes WHERE namespace = $1 AND id = $2`, ns, u.String())
+	n, err := s.deleteWhere(ctx, Purge{Namespace: ns, ID: u.String()}, `DELETE FROM episodes WHERE namespace = $1 AND id = $2`, ns, u.String())
 	if err != nil {
 		return false, fmt.Errorf("delete %q in %q: %w", id, ns, err)
 	}
@@ -305,17 +305,20 @@ func (s *Store) Delete(ctx context.Context, ns, id string) (bool, error) {
 // DeleteNamespace erases every episode of ns and its index entries, in one
 // transaction; it returns how many episodes were deleted.
 func (s *Store) DeleteNamespace(ctx context.Context, ns string) (int64, error) {
-	n, err := s.deleteWhere(ctx, ns, `DELETE FROM episodes WHERE namespace = $1`, ns)
+	n, err := s.deleteWhere(ctx, Purge{Namespace: ns}, `DELETE FROM episodes WHERE namespace = $1`, ns)
 	if err != nil {
 		return 0, fmt.Errorf("delete namespace %q: %w", ns, err)
 	}
 	return n, nil
 }
 
-func (s *Store) deleteWhere(ctx context.Context, ns, sql string, args ...any) (int64, error) {
+// deleteWhere runs one deleting statement in a transaction that announces
+// it on PurgeChannel (see there).
+func (s *Store) deleteWhere(ctx context.Context, purge Purge, sql string, args ...any) (int64, error) {
 	batch := &pgx.Batch{}
-	batch.Queue(lockNamespaceSQL, ns)
+	batch.Queue(lockNamespaceSQL, purge.Namespace)
 	batch.Queue(sql, args...)
+	batch.Queue(notifyPurgeSQL, purge.payload())
 	br := s.pool.SendBatch(ctx, batch)
 	var n int64
 	err := func() error {
@@ -324,7 +327,13 @@ func (s *Store) deleteWhere(ctx context.Context, ns, sql string, args ...any) (i
 		}
 		tag, err := br.Exec()
 		n = tag.RowsAffected()
-		return err
+		if err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("announce the delete: %w", err)
+		}
+		return nil
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
