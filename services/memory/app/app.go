@@ -240,13 +240,14 @@ const listenIdle = 10 * time.Second
 func (a *App) listenPurges(ctx context.Context) {
 	a.store.ListenPurges(ctx, store.Listener{
 		Listening: func(ok bool, err error) {
-			a.metrics.cacheSync.Set(b2f(ok))
 			if !ok {
 				a.cache.Suspend()
+				a.metrics.cacheSync.Set(0)
 				a.log.Warn("recall cache: not hearing deletes; storing nothing until listening again", zap.Error(err))
 				return
 			}
 			n := a.cache.Resume()
+			a.metrics.cacheSync.Set(1)
 			a.log.Info("recall cache: listening for deletes", zap.Int("dropped_answers", n))
 		},
 		Purge: func(p store.Purge) {

@@ -104,8 +104,8 @@ func (c *Cache) Ticket(ns string) Ticket {
 	return Ticket{ns: ns, stripe: s, gen: c.gens[s], epoch: c.epoch}
 }
 
-// Put stores results under key, for the namespace of t, and reports whether
-// it did. The slice must not be modified afterwards. An answer larger than
+// Put stores results under key (the key of a query of t's namespace) and
+// reports whether it did. The slice must not be modified afterwards. An answer larger than
 // the whole byte bound is not stored, nor one whose ticket a purge of its
 // namespace (or of everything) made stale, nor one of a namespace under a
 // purge's hold, nor any while the cache is suspended.
