@@ -55,6 +55,10 @@ type Deps struct {
 	// QueryTimeout caps the time any call other than Recall spends in
 	// PostgreSQL (Recall has its own cap inside the Recaller).
 	QueryTimeout time.Duration
+	// DeleteHold is how long after a failed delete the recall cache stores
+	// no answer of its namespace: the delete may still commit until its
+	// statement ends on the server (PostgreSQL's statement timeout).
+	DeleteHold time.Duration
 }
 
 // Server implements memoryv1.MemoryServiceServer.
@@ -318,6 +322,8 @@ func (s *Server) DeleteEpisode(ctx context.Context, req *memoryv1.DeleteEpisodeR
 		deleted, err = s.d.Store.Delete(ctx, req.GetNamespace(), req.GetId())
 		return err
 	})
+	// Whatever the outcome: a failed or timed-out delete may have committed.
+	s.d.Cache.PurgeEpisode(req.GetNamespace(), req.GetId(), s.purgeHold(err))
 	if err != nil {
 		return nil, s.toStatus(ctx, "delete episode", err)
 	}
@@ -332,10 +338,23 @@ func (s *Server) DeleteNamespace(ctx context.Context, req *memoryv1.DeleteNamesp
 		return nil, err
 	}
 	n, err := s.erase(ctx, req.GetNamespace())
+	// Whatever the outcome: a failed or cut-short erase may have committed
+	// some batches.
+	s.d.Cache.PurgeNamespace(req.GetNamespace(), s.purgeHold(err))
 	if err != nil {
 		return nil, s.eraseStatus(ctx, n, err)
 	}
 	return &memoryv1.DeleteNamespaceResponse{Deleted: n}, nil
+}
+
+// purgeHold is how long the cache stores no answer of a namespace after a
+// delete there ended with err: none after a delete that committed, DeleteHold
+// after one whose outcome the caller cannot know.
+func (s *Server) purgeHold(err error) time.Duration {
+	if err == nil {
+		return 0
+	}
+	return s.d.DeleteHold
 }
 
 // GetStats reports counts when PostgreSQL answers, and pool and breaker state
@@ -386,7 +405,7 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 		return status.Error(codes.InvalidArgument, "invalid request: page_token: was not issued for this namespace and these filters")
 	case errors.Is(err, store.ErrInvalid):
 		return status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
-	case errors.Is(err, store.ErrNotMigrated):
+	case errors.Is(err, store.ErrNotMigrated), errors.Is(err, store.ErrMigrating):
 		return status.Errorf(codes.Unavailable, "%s: %v", op, err)
 	case errors.Is(err, fallback.ErrUnavailable):
 		return status.Errorf(codes.Unavailable, "%s: %v; nothing was changed or the change was rolled back, retry with the same ids", op, err)

@@ -39,7 +39,8 @@ func (b *batchStore) DeleteNamespaceBatch(ctx context.Context, _ string) (int64,
 
 func eraseServer(st Store) (*Server, *fallback.Breaker) {
 	br := fallback.NewBreaker(1, 0, time.Now, nil)
-	return New(Deps{Store: st, Guard: fallback.NewGuard(br), Log: zap.NewNop(), QueryTimeout: 2 * time.Second}), br
+	cache := fallback.NewCache(10, 1<<20, time.Hour, time.Now)
+	return New(Deps{Store: st, Guard: fallback.NewGuard(br), Cache: cache, Log: zap.NewNop(), QueryTimeout: 2 * time.Second}), br
 }
 
 func TestEraseLoopsUntilNoneLeft(t *testing.T) {

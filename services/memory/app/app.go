@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ type Config struct {
 	CacheEntries int
 	CacheBytes   int
 	CacheMaxAge  time.Duration
+	// CacheSync listens for the deletes of every replica (PostgreSQL
+	// LISTEN/NOTIFY) to purge the cache; off, only this process's own
+	// deletes purge it.
+	CacheSync bool
 	// BreakerThreshold and BreakerMinSpan: the run of failures, and the time
 	// it must span, that open the breaker.
 	BreakerThreshold int
@@ -59,7 +64,7 @@ type Config struct {
 // Flags binds the configuration to flags and environment variables.
 type Flags struct {
 	srv                                        *server.Flags
-	migrate                                    *bool
+	migrate, cacheSync                         *bool
 	recallTimeout, queryTimeout, cacheAge      *time.Duration
 	probeInterval, probeTimeout, breakerSpan   *time.Duration
 	cacheEntries, cacheBytes, breakerThreshold *int
@@ -75,6 +80,7 @@ func BindFlags(b *config.Binder) *Flags {
 		cacheEntries:     b.Int("cache-entries", "RECALL_CACHE_ENTRIES", 10000, "recent recalls kept for fallback"),
 		cacheBytes:       b.Int("cache-bytes", "RECALL_CACHE_BYTES", 32<<20, "approximate memory the recall cache may hold"),
 		cacheAge:         b.Duration("cache-max-age", "RECALL_CACHE_MAX_AGE", 15*time.Minute, "oldest cached recall served as a fallback"),
+		cacheSync:        b.Bool("cache-sync", "RECALL_CACHE_SYNC", true, "purge the recall cache on the deletes of every replica (LISTEN/NOTIFY on one extra PostgreSQL connection)"),
 		breakerThreshold: b.Int("breaker-threshold", "BREAKER_THRESHOLD", 3, "consecutive PostgreSQL failures that open the circuit breaker"),
 		breakerSpan:      b.Duration("breaker-min-span", "BREAKER_MIN_SPAN", 500*time.Millisecond, "time the failures must span to open the breaker (one stall fails every call in flight at once)"),
 		probeInterval:    b.Duration("probe-interval", "PROBE_INTERVAL", 500*time.Millisecond, "time between PostgreSQL health probes"),
@@ -96,6 +102,7 @@ func (f *Flags) Config(db pgconn.Config) Config {
 		CacheEntries:     *f.cacheEntries,
 		CacheBytes:       *f.cacheBytes,
 		CacheMaxAge:      *f.cacheAge,
+		CacheSync:        *f.cacheSync,
 		BreakerThreshold: *f.breakerThreshold,
 		BreakerMinSpan:   *f.breakerSpan,
 		ProbeInterval:    *f.probeInterval,
@@ -110,6 +117,10 @@ type App struct {
 	srv     *server.Server
 	pool    *pgxpool.Pool
 	breaker *fallback.Breaker
+	mig     *migration
+	store   *store.Store
+	cache   *fallback.Cache
+	metrics *metrics
 }
 
 // New builds the service. It does not contact PostgreSQL: the pool connects
@@ -129,31 +140,41 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		return nil, err
 	}
 	st := store.New(pool)
+	mig := &migration{}
+	gated := gatedStore{Store: st, m: mig}
 	m := newMetrics(srv.Metrics(), pool)
 
 	breaker := fallback.NewBreaker(cfg.BreakerThreshold, cfg.BreakerMinSpan, time.Now, func(open bool) {
 		m.breakerOpen.Set(b2f(open))
-		log.Warn("postgres circuit breaker", zap.Bool("open", open))
+		if open {
+			log.Warn("postgres circuit breaker", zap.Bool("open", open))
+		} else {
+			log.Info("postgres circuit breaker", zap.Bool("open", open)) // recovery is good news
+		}
 	})
 	guard := fallback.NewGuard(breaker)
 	cache := fallback.NewCache(cfg.CacheEntries, cfg.CacheBytes, cfg.CacheMaxAge, time.Now)
-	recaller := fallback.NewRecaller(guard, st, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
+	if cfg.CacheSync {
+		cache.Suspend() // until the deletes of other replicas can be heard
+	}
+	recaller := fallback.NewRecaller(guard, gated, cache, cfg.RecallTimeout, time.Now, func(s fallback.Source) {
 		m.recalls.WithLabelValues(s.String()).Inc()
 	})
 
 	reg := srv.Health()
-	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: st.Ping, Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
+	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: probe(st, mig), Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	// The probe is the breaker's trial call: every passing probe closes the
 	// breaker (so calls that timed out during a CPU stall cannot keep it open
 	// while PostgreSQL is healthy), and a failing one opens it at once.
+	// A schema still being migrated is PostgreSQL answering, not failing.
 	reg.OnResult(func(name string, err error) {
 		if name != PostgresCheck {
 			return
 		}
-		if err == nil {
+		if err == nil || errors.Is(err, store.ErrMigrating) {
 			breaker.Reset()
 			return
 		}
@@ -161,7 +182,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	})
 
 	handlers := api.New(api.Deps{
-		Store:        st,
+		Store:        gated,
 		Recaller:     recaller,
 		Guard:        guard,
 		Cache:        cache,
@@ -169,12 +190,16 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		Log:          log,
 		Now:          time.Now,
 		QueryTimeout: cfg.QueryTimeout,
+		// A delete's statement ends on the server within the statement
+		// timeout of its start, so none can commit later than that after
+		// its call failed.
+		DeleteHold: orDefault(cfg.DB.StatementTimeout, pgconn.DefaultStatementTimeout),
 	})
 	memoryv1.RegisterMemoryServiceServer(srv.GRPC(), handlers)
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
 		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
 	})
-	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker}, nil
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker, mig: mig, store: st, cache: cache, metrics: m}, nil
 }
 
 // Server is the underlying server (for addresses in tests).
@@ -188,13 +213,55 @@ func (a *App) Run(ctx context.Context) error {
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if a.cfg.MigrateOnStart {
+		a.mig.running.Store(true) // before the first probe can run
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			a.migrateUntilDone(mctx)
 		}()
 	}
+	if a.cfg.CacheSync {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.listenPurges(mctx)
+		}()
+	}
 	return a.srv.Run(ctx)
+}
+
+// listenIdle is how long the purge listener waits for a notification before
+// it checks its connection.
+const listenIdle = 10 * time.Second
+
+// listenPurges purges the cache on every replica's deletes until ctx ends.
+// While it cannot listen, the cache stores nothing; each time it listens
+// again, the cache is emptied, since deletes may have gone unheard.
+func (a *App) listenPurges(ctx context.Context) {
+	a.store.ListenPurges(ctx, store.Listener{
+		Listening: func(ok bool, err error) {
+			if !ok {
+				a.cache.Suspend()
+				a.metrics.cacheSync.Set(0)
+				a.log.Warn("recall cache: not hearing deletes; storing nothing until listening again", zap.Error(err))
+				return
+			}
+			n := a.cache.Resume()
+			a.metrics.cacheSync.Set(1)
+			a.log.Info("recall cache: listening for deletes", zap.Int("dropped_answers", n))
+		},
+		Purge: func(p store.Purge) {
+			switch {
+			case p.Namespace == "":
+				a.cache.PurgeAll()
+			case p.ID == "":
+				a.cache.PurgeNamespace(p.Namespace, 0)
+			default:
+				a.cache.PurgeEpisode(p.Namespace, p.ID, 0)
+			}
+		},
+		Retry: a.cfg.ProbeInterval, Idle: listenIdle, Timeout: a.cfg.ProbeTimeout,
+	})
 }
 
 // closePool closes the pool, but waits at most a second: when PostgreSQL
@@ -221,6 +288,7 @@ func (a *App) migrateUntilDone(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
 		err := a.migrateOnce(ctx)
 		if err == nil {
+			a.mig.running.Store(false)
 			a.log.Info("migrations applied", zap.Int64("schema_version", store.SchemaVersion))
 			return
 		}
@@ -261,6 +329,7 @@ func Migrate(ctx context.Context, db pgconn.Config) error {
 type metrics struct {
 	recalls     *prometheus.CounterVec
 	breakerOpen prometheus.Gauge
+	cacheSync   prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
@@ -271,12 +340,22 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
 		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "brain_memory_breaker_open", Help: "1 while the PostgreSQL circuit breaker is open.",
 		}),
+		cacheSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "brain_memory_recall_cache_sync", Help: "1 while the recall cache hears the deletes of every replica (RECALL_CACHE_SYNC).",
+		}),
 	}
 	for _, s := range []fallback.Source{fallback.SourcePostgres, fallback.SourceCache, fallback.SourceNone} {
 		m.recalls.WithLabelValues(s.String())
 	}
-	reg.MustRegister(m.recalls, m.breakerOpen, poolCollector{pool: pool})
+	reg.MustRegister(m.recalls, m.breakerOpen, m.cacheSync, poolCollector{pool: pool})
 	return m
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
 }
 
 func b2f(b bool) float64 {

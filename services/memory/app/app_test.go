@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -438,4 +439,61 @@ func TestBreakerClosesWhilePostgresHealthy(t *testing.T) {
 	if err != nil || rec.GetDegraded() {
 		t.Fatalf("recall after the breaker closed: %v %v", rec, err)
 	}
+}
+
+// TestBreakerGaugeFollowsState: brain_memory_breaker_open ends equal to the
+// breaker's state whatever the interleaving of failing calls, probe trips
+// and probe resets (it once stuck at 1 with the breaker closed).
+func TestBreakerGaugeFollowsState(t *testing.T) {
+	u := url.URL{Scheme: "postgres", User: url.User("brain"), Host: "127.0.0.1:" + strconv.Itoa(closedPort(t)), Path: "brain", RawQuery: "sslmode=disable"}
+	cfg := testConfig(t, u.String())
+	cfg.BreakerThreshold = 1
+	a, err := New(cfg, zap.NewNop()) // not Run: no probe, the test drives the breaker
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.closePool)
+	for round := 0; round < 300; round++ {
+		var wg sync.WaitGroup
+		for g := 0; g < 8; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 20; i++ {
+					switch (g + i) % 3 {
+					case 0:
+						a.breaker.Failure("call failed")
+					case 1:
+						a.breaker.Trip("probe failed")
+					default:
+						a.breaker.Reset()
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		open, _ := a.breaker.State()
+		want := 0.0
+		if open {
+			want = 1
+		}
+		if got := gaugeValue(t, a, "brain_memory_breaker_open"); got != want {
+			t.Fatalf("round %d: brain_memory_breaker_open = %v, breaker open = %v", round, got, open)
+		}
+	}
+}
+
+func gaugeValue(t *testing.T, a *App, name string) float64 {
+	t.Helper()
+	mfs, err := a.srv.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }

@@ -36,7 +36,10 @@ type Breaker struct {
 // them all at once, though PostgreSQL is fine. A database that is really
 // gone keeps failing calls past minSpan (and the probe trips the breaker
 // within its interval plus timeout anyway). onChange (may be nil) is called
-// outside the lock on every flip.
+// on every flip, under the breaker's lock, so flips are reported in the
+// order they happen and the last report is the state (a request's "open"
+// landing after the probe's "closed" once left the gauge at 1). It must be
+// quick and must not call the breaker.
 func NewBreaker(threshold int, minSpan time.Duration, now func() time.Time, onChange func(open bool)) *Breaker {
 	if threshold < 1 {
 		threshold = 1
@@ -70,41 +73,40 @@ func (b *Breaker) Failure(reason string) {
 		b.firstFailure = now
 	}
 	b.failures++
-	flip := !b.open && b.failures >= b.threshold && now.Sub(b.firstFailure) >= b.minSpan
-	if flip {
+	if !b.open && b.failures >= b.threshold && now.Sub(b.firstFailure) >= b.minSpan {
 		b.open, b.since, b.reason = true, now, reason
+		b.changed()
 	}
 	b.mu.Unlock()
-	if flip && b.onChange != nil {
-		b.onChange(true)
+}
+
+// changed reports a flip; b.mu is held.
+func (b *Breaker) changed() {
+	if b.onChange != nil {
+		b.onChange(b.open)
 	}
 }
 
 // Trip opens the breaker at once (the probe saw PostgreSQL fail).
 func (b *Breaker) Trip(reason string) {
 	b.mu.Lock()
-	flip := !b.open
-	if flip {
-		b.open, b.since = true, b.now()
-	}
+	defer b.mu.Unlock()
 	b.reason = reason
-	b.mu.Unlock()
-	if flip && b.onChange != nil {
-		b.onChange(true)
+	if !b.open {
+		b.open, b.since = true, b.now()
+		b.changed()
 	}
 }
 
 // Reset closes the breaker (the probe saw PostgreSQL healthy).
 func (b *Breaker) Reset() {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	flip := b.open
 	b.open, b.failures, b.reason = false, 0, ""
 	if flip {
 		b.since = b.now()
-	}
-	b.mu.Unlock()
-	if flip && b.onChange != nil {
-		b.onChange(false)
+		b.changed()
 	}
 }
 

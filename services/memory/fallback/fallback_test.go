@@ -71,13 +71,13 @@ func TestCache(t *testing.T) {
 	c := newClock()
 	cache := NewCache(2, 1<<20, time.Minute, c.now)
 	r := func(id string) []recall.Result { return []recall.Result{{Episode: episode.Episode{ID: id}}} }
-	cache.Put("a", r("1"))
+	cache.Put(cache.Ticket("ns"), "a", r("1"))
 	c.advance(10 * time.Second)
-	cache.Put("b", r("2"))
+	cache.Put(cache.Ticket("ns"), "b", r("2"))
 	if got, age, ok := cache.Get("a"); !ok || got[0].Episode.ID != "1" || age != 10*time.Second {
 		t.Fatalf("Get(a) = %v %s %v", got, age, ok)
 	}
-	cache.Put("c", r("3")) // evicts the least recently stored: a
+	cache.Put(cache.Ticket("ns"), "c", r("3")) // evicts the least recently stored: a
 	if _, _, ok := cache.Get("a"); ok {
 		t.Fatal("a not evicted")
 	}
@@ -248,7 +248,7 @@ func TestCacheByteBound(t *testing.T) {
 	one := sizeOf("k0", answer("0"))
 	cache := NewCache(100, 3*one, time.Hour, c.now) // room for three answers by bytes
 	for i := 0; i < 5; i++ {
-		cache.Put(fmt.Sprintf("k%d", i), answer(fmt.Sprint(i)))
+		cache.Put(cache.Ticket("ns"), fmt.Sprintf("k%d", i), answer(fmt.Sprint(i)))
 	}
 	if cache.Len() != 3 || cache.Bytes() > 3*one {
 		t.Fatalf("Len %d Bytes %d, want 3 entries within %d bytes", cache.Len(), cache.Bytes(), 3*one)
@@ -259,12 +259,12 @@ func TestCacheByteBound(t *testing.T) {
 	if _, _, ok := cache.Get("k4"); !ok {
 		t.Fatal("newest entry missing")
 	}
-	cache.Put("k4", answer("4")) // replacing an entry does not double count it
+	cache.Put(cache.Ticket("ns"), "k4", answer("4")) // replacing an entry does not double count it
 	if cache.Bytes() > 3*one || cache.Len() != 3 {
 		t.Fatalf("after replace: Len %d Bytes %d", cache.Len(), cache.Bytes())
 	}
 	huge := []recall.Result{{Episode: episode.Episode{Content: strings.Repeat("x", 4*one)}}}
-	cache.Put("huge", huge)
+	cache.Put(cache.Ticket("ns"), "huge", huge)
 	if _, _, ok := cache.Get("huge"); ok || cache.Len() != 3 {
 		t.Fatal("an answer larger than the bound was stored")
 	}

@@ -75,10 +75,13 @@ func NewRecaller(g *Guard, s RecallStore, c *Cache, timeout time.Duration, now f
 
 // Recall always answers unless the caller's own context ended first.
 func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
-	key := q.Key() // before AsOf is filled: answers "as of now" share a key
 	if q.AsOf.IsZero() {
 		q.AsOf = r.now()
 	}
+	key := q.Key() // the question, not the clock (see recall.Query.Key)
+	// Taken before PostgreSQL is read: a delete in between keeps this
+	// answer out of the cache.
+	ticket := r.cache.Ticket(q.Namespace)
 	var results []recall.Result
 	err := r.guard.Do(ctx, r.timeout, func(ctx context.Context) error {
 		var err error
@@ -89,7 +92,7 @@ func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
 		if results == nil {
 			results = []recall.Result{}
 		}
-		r.cache.Put(key, results)
+		r.cache.Put(ticket, key, results)
 		r.observe(SourcePostgres)
 		return Answer{Results: results, Source: SourcePostgres, AsOf: q.AsOf}, nil
 	}
@@ -102,8 +105,8 @@ func (r *Recaller) Recall(ctx context.Context, q recall.Query) (Answer, error) {
 	}
 	if cached, age, ok := r.cache.Get(key); ok {
 		r.observe(SourceCache)
-		return Answer{Results: cached, Source: SourceCache, CacheAge: age, AsOf: q.AsOf,
-			Reason: fmt.Sprintf("%s; serving a cached answer from %s ago", reason, age.Round(time.Millisecond))}, nil
+		return Answer{Results: recall.Rescore(cached, q), Source: SourceCache, CacheAge: age, AsOf: q.AsOf,
+			Reason: fmt.Sprintf("%s; serving a cached answer from %s ago, recency re-scored at as_of", reason, age.Round(time.Millisecond))}, nil
 	}
 	r.observe(SourceNone)
 	return Answer{Results: []recall.Result{}, Source: SourceNone, AsOf: q.AsOf,

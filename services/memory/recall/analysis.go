@@ -86,6 +86,10 @@ const (
 	ContextAfterStatement = 0.1
 )
 
+// MinContextShare is the least context (relative to the best candidate's
+// relevance) that keeps a candidate sharing no word with the query.
+const MinContextShare = 0.15
+
 // DefaultTimeWeight weighs the time score against relevance (0.8),
 // importance and recency (0.1 each) when the query names a time.
 const DefaultTimeWeight = 0.8
@@ -104,4 +108,9 @@ func (w Weights) WithTime(named bool) BlendWeights {
 	}
 	sum := 1 + float64(DefaultTimeWeight)
 	return BlendWeights{w.Relevance / sum, w.Importance / sum, w.Recency / sum, float64(DefaultTimeWeight) / sum}
+}
+
+// Total is the weighted sum of the parts of s.
+func (w BlendWeights) Total(s Scores) float64 {
+	return w.Relevance*s.Relevance + w.Importance*s.Importance + w.Recency*s.Recency + w.Time*s.Time
 }

@@ -17,6 +17,7 @@
 package recall
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -149,11 +150,12 @@ func (q Query) Filtered() bool {
 	return q.SessionID != "" || q.CreatedAfter != nil || q.CreatedBefore != nil || q.MinImportance != nil
 }
 
-// Key is a canonical cache key of everything that changes q's answer: two
-// queries with equal keys get the same results from the same data. Ranked
-// queries are keyed by their content terms (so "The cats?" and "cats" share
-// a key); substring queries by their exact text. A zero AsOf is keyed as
-// "now", so such entries must only be served as a (degraded) stand-in.
+// Key is a canonical cache key of the question q asks: two queries with
+// equal keys get the same candidates from the same data. Ranked queries are
+// keyed by their content terms (so "The cats?" and "cats" share a key);
+// substring queries by their exact text. AsOf is not part of it: it only
+// moves recency, which Rescore recomputes, and a caller asking "as of now"
+// (the orchestrator, every run) asks the same question each time.
 func (q Query) Key() string {
 	q = q.Normalized()
 	var b strings.Builder
@@ -173,9 +175,19 @@ func (q Query) Key() string {
 	if q.Mode == Substring {
 		field("text", q.Text)
 	} else {
-		terms := Terms(q.Text)
-		slices.Sort(terms)
-		field("terms", strings.Join(terms, " "))
+		// Time expressions resolve against as_of ("last week" is another
+		// week next Monday): the resolved windows are part of the question,
+		// the clock otherwise is not.
+		asOf := q.AsOf
+		if asOf.IsZero() {
+			asOf = time.Now()
+		}
+		an := Analyze(q.Text, asOf)
+		slices.Sort(an.Terms)
+		field("terms", strings.Join(an.Terms, " "))
+		for _, w := range an.Windows {
+			field("when", w.Start.UTC().Format(time.RFC3339)+"/"+w.End.UTC().Format(time.RFC3339))
+		}
 	}
 	field("session", q.SessionID)
 	field("limit", strconv.Itoa(q.Limit))
@@ -183,11 +195,6 @@ func (q Query) Key() string {
 	timeField("before", q.CreatedBefore)
 	if q.MinImportance != nil {
 		field("minimp", strconv.FormatFloat(*q.MinImportance, 'g', -1, 64))
-	}
-	if q.AsOf.IsZero() {
-		field("asof", "now")
-	} else {
-		timeField("asof", &q.AsOf)
 	}
 	w := q.Weights
 	field("weights", fmt.Sprintf("%g/%g/%g", w.Relevance, w.Importance, w.Recency))
@@ -210,4 +217,42 @@ type Scores struct {
 type Result struct {
 	Episode episode.Episode
 	Scores  Scores
+}
+
+// Rescore returns results, an answer to a query with q's key computed at
+// another "now", as the store would score and order them at q.AsOf: recency
+// and total recomputed with q's weights and half-life, ranked answers
+// re-sorted (total, then newest, then id, as the store sorts), cut at q's
+// limit. Relevance (relative to the best candidate) and importance do not
+// depend on the clock, so only recency moves. Episodes that were outside the
+// stored answer cannot enter it: it is a stand-in, served degraded. A zero
+// AsOf leaves the scores as they are. results is not modified.
+func Rescore(results []Result, q Query) []Result {
+	q = q.Normalized()
+	out := slices.Clone(results)
+	if !q.AsOf.IsZero() {
+		w := q.Weights.WithTime(q.Mode == Ranked && len(Analyze(q.Text, q.AsOf).Windows) > 0)
+		for i := range out {
+			s := &out[i].Scores
+			s.Recency = Recency(q.AsOf.Sub(out[i].Episode.CreatedAt), q.HalfLife)
+			s.Total = w.Total(*s)
+		}
+		if q.Mode == Ranked {
+			// Substring answers are ordered by importance and age, which
+			// the clock does not change.
+			slices.SortStableFunc(out, func(a, b Result) int {
+				if c := cmp.Compare(b.Scores.Total, a.Scores.Total); c != 0 {
+					return c
+				}
+				if c := b.Episode.CreatedAt.Compare(a.Episode.CreatedAt); c != 0 {
+					return c
+				}
+				return strings.Compare(a.Episode.ID, b.Episode.ID)
+			})
+		}
+	}
+	if len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out
 }

@@ -187,6 +187,6 @@ func TestErase200k(t *testing.T) {
 	// What one statement (the erase before batches) costs on the same data.
 	fill(t, s, "one", total, 200)
 	start = time.Now()
-	n, err := s.deleteWhere(ctx, "one", `DELETE FROM episodes WHERE namespace = $1`, "one")
+	n, err := s.deleteWhere(ctx, Purge{Namespace: "one"}, `DELETE FROM episodes WHERE namespace = $1`, "one")
 	t.Logf("one statement: %d episodes in %s (%v)", n, time.Since(start).Round(time.Millisecond), err)
 }

@@ -12,6 +12,10 @@ import (
 	"github.com/jackc/tern/v2/migrate"
 )
 
+// ErrMigrating: the schema is behind this binary while a migration of it
+// is running (memory --migrate), so the call may succeed shortly.
+var ErrMigrating = errors.New("memory schema migrations are running; retry shortly")
+
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 

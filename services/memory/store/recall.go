@@ -220,7 +220,11 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 ), top AS (
 	SELECT norm.*, own_words + context AS relevance,
 		` + wRel + `::float8 * (own_words + context) + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency + ` + wTime + `::float8 * time_score AS total
-	FROM norm ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `
+	FROM norm
+	-- A neighbour that shares no word and no named time is kept only on a
+	-- real share of context (a reply to a question), not on a trace of it.
+	WHERE own > 0 OR context >= ` + a.add(recall.MinContextShare) + ` OR time_score > 0
+	ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `
 )
 SELECT ` + episodeColumns + resultColumns + `
 FROM top JOIN episodes e ON e.namespace = ` + ns + ` AND e.id = top.episode_id

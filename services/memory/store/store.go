@@ -322,7 +322,7 @@ func (s *Store) Delete(ctx context.Context, ns, id string) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	n, err := s.deleteWhere(ctx, ns, `DELETE FROM episodes WHERE namespace = $1 AND id = $2`, ns, u.String())
+	n, err := s.deleteWhere(ctx, Purge{Namespace: ns, ID: u.String()}, `DELETE FROM episodes WHERE namespace = $1 AND id = $2`, ns, u.String())
 	if err != nil {
 		return false, fmt.Errorf("delete %q in %q: %w", id, ns, err)
 	}
@@ -356,7 +356,7 @@ WHERE e.namespace = $1 AND e.id = b.id`
 // batch commits on its own, so an erase cut short keeps what it erased, and
 // calling again goes on where it stopped.
 func (s *Store) DeleteNamespaceBatch(ctx context.Context, ns string) (int64, error) {
-	n, err := s.deleteWhere(ctx, ns, eraseBatchSQL, ns, s.eraseEpisodes(), s.eraseBytes())
+	n, err := s.deleteWhere(ctx, Purge{Namespace: ns}, eraseBatchSQL, ns, s.eraseEpisodes(), s.eraseBytes())
 	if err != nil {
 		return 0, fmt.Errorf("delete namespace %q: %w", ns, err)
 	}
@@ -393,11 +393,14 @@ func (s *Store) eraseBytes() int {
 	return EraseBatchBytes
 }
 
-func (s *Store) deleteWhere(ctx context.Context, ns, sql string, args ...any) (int64, error) {
+// deleteWhere runs one deleting statement in a transaction that announces
+// it on PurgeChannel (see there).
+func (s *Store) deleteWhere(ctx context.Context, purge Purge, sql string, args ...any) (int64, error) {
 	batch := &pgx.Batch{}
 	timed := queueStatementTimeout(ctx, batch)
-	batch.Queue(lockNamespaceSQL, ns)
+	batch.Queue(lockNamespaceSQL, purge.Namespace)
 	batch.Queue(sql, args...)
+	batch.Queue(notifyPurgeSQL, purge.payload())
 	br := s.pool.SendBatch(ctx, batch)
 	var n int64
 	err := func() error {
@@ -411,7 +414,13 @@ func (s *Store) deleteWhere(ctx context.Context, ns, sql string, args ...any) (i
 		}
 		tag, err := br.Exec()
 		n = tag.RowsAffected()
-		return err
+		if err != nil {
+			return err
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("announce the delete: %w", err)
+		}
+		return nil
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
