@@ -100,7 +100,11 @@ func TestDeletesAreAnnounced(t *testing.T) {
 		WHERE query ILIKE 'LISTEN %' AND pid <> pg_backend_pid() AND datname = current_database()`).Scan(&killed); err != nil || killed != 1 {
 		t.Fatalf("terminated %d listeners: %v", killed, err)
 	}
-	if e := next(t, ch); e.listening == nil || *e.listening {
+	e := next(t, ch)
+	if e.purge == (Purge{Namespace: "ann"}) {
+		e = next(t, ch) // the erase's last batch, which found nothing, announced too
+	}
+	if e.listening == nil || *e.listening {
 		t.Fatalf("after the kill: %+v, want not listening (the rolled-back announcement must not arrive)", e)
 	}
 	if e := next(t, ch); e.listening == nil || !*e.listening {
