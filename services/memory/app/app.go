@@ -169,6 +169,9 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		Log:          log,
 		Now:          time.Now,
 		QueryTimeout: cfg.QueryTimeout,
+		OutcomeUnknown: func() {
+			m.outcomeUnknown.Inc()
+		},
 	})
 	memoryv1.RegisterMemoryServiceServer(srv.GRPC(), handlers)
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
@@ -259,8 +262,9 @@ func Migrate(ctx context.Context, db pgconn.Config) error {
 }
 
 type metrics struct {
-	recalls     *prometheus.CounterVec
-	breakerOpen prometheus.Gauge
+	recalls        *prometheus.CounterVec
+	breakerOpen    prometheus.Gauge
+	outcomeUnknown prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
@@ -271,11 +275,15 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
 		breakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "brain_memory_breaker_open", Help: "1 while the PostgreSQL circuit breaker is open.",
 		}),
+		outcomeUnknown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "brain_memory_write_outcome_unknown_total",
+			Help: "Writes whose COMMIT was sent but never confirmed (deadline or connection lost): they may or may not be stored.",
+		}),
 	}
 	for _, s := range []fallback.Source{fallback.SourcePostgres, fallback.SourceCache, fallback.SourceNone} {
 		m.recalls.WithLabelValues(s.String())
 	}
-	reg.MustRegister(m.recalls, m.breakerOpen, poolCollector{pool: pool})
+	reg.MustRegister(m.recalls, m.breakerOpen, m.outcomeUnknown, poolCollector{pool: pool})
 	return m
 }
 

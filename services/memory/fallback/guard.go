@@ -15,6 +15,16 @@ import (
 // may retry (writes with the same ids).
 var ErrUnavailable = errors.New("postgres unavailable")
 
+// unavailableError is ErrUnavailable with the reason; it keeps the cause in
+// the chain (errors.Is sees both) without printing it twice.
+type unavailableError struct {
+	reason string
+	cause  error
+}
+
+func (e *unavailableError) Error() string   { return ErrUnavailable.Error() + ": " + e.reason }
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+
 // Guard runs calls to PostgreSQL under the breaker and a capped deadline.
 type Guard struct {
 	breaker *Breaker
@@ -45,11 +55,13 @@ func (g *Guard) Do(ctx context.Context, limit time.Duration, fn func(context.Con
 		g.breaker.Success()
 		return nil
 	case ctx.Err() != nil:
-		return ctx.Err() // the caller gave up; not the database's fault
+		// The caller gave up; not the database's fault. err stays in the
+		// chain: a write's outcome-unknown mark must reach the edge.
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
 	case unusable(err):
 		reason := describe(err, cctx, budget)
 		g.breaker.Failure(reason)
-		return fmt.Errorf("%w: %s", ErrUnavailable, reason)
+		return &unavailableError{reason: reason, cause: err}
 	default:
 		g.breaker.Success()
 		return err

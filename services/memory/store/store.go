@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/brain/services/memory/episode"
@@ -27,6 +28,10 @@ var (
 	// ErrInvalid: input the database cannot store (bad UUID, NUL byte,
 	// invalid UTF-8, importance outside 0..1, oversize fields).
 	ErrInvalid = errors.New("invalid input")
+	// ErrOutcomeUnknown: a write's COMMIT was sent but its answer never
+	// came (deadline, connection lost): it may or may not be stored. A retry
+	// with the same ids stores it exactly once either way.
+	ErrOutcomeUnknown = errors.New("commit sent but not confirmed, the write may or may not be stored")
 	// ErrNotMigrated: the database has no memory schema.
 	ErrNotMigrated = errors.New("memory schema not migrated (run `memory migrate`)")
 )
@@ -229,13 +234,44 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 		va, aa, ai = append(va, v), append(aa, ar), append(ai, in)
 	}
 
+	stored, err := s.writeTx(ctx, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
+	if err != nil {
+		return nil, fmt.Errorf("write %d episodes: %w", len(eps), err)
+	}
+	out := make([]episode.Episode, n)
+	for i, k := range keys {
+		ep, ok := stored[k]
+		if !ok {
+			return nil, fmt.Errorf("write: episode %d missing from the stored rows", i)
+		}
+		out[i] = ep
+	}
+	return out, nil
+}
+
+// writeTx runs the upsert in an explicit transaction: BEGIN, then the
+// namespace locks and the upsert in one round trip, then COMMIT on its own.
+// So a failure before COMMIT was sent is known to be rolled back (the server
+// never commits a transaction it was not told to), and only a failure while
+// COMMIT is on its way or awaiting its answer is of unknown outcome
+// (ErrOutcomeUnknown). One implicit-transaction batch cannot tell the two
+// apart: PostgreSQL commits it at the end of the batch, even after the
+// client gave up on it.
+func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []string, imps []float64,
+	created []*time.Time, metas []string, va, aa, ai []*float64) (map[string]episode.Episode, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	// After a failed COMMIT the transaction is closed and this is a no-op;
+	// after any other failure it ends the transaction (or the connection).
+	defer func() { _ = tx.Rollback(ctx) }()
 	batch := &pgx.Batch{}
 	batch.Queue(lockNamespacesSQL, nss)
 	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
-	// A batch runs as one implicit transaction: all or nothing.
-	br := s.pool.SendBatch(ctx, batch)
+	br := tx.SendBatch(ctx, batch)
 	stored := make(map[string]episode.Episode, len(nss))
-	err := func() error {
+	err = func() error {
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("lock namespaces: %w", err)
 		}
@@ -257,17 +293,18 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write %d episodes: %w", len(eps), err)
+		return nil, err
 	}
-	out := make([]episode.Episode, n)
-	for i, k := range keys {
-		ep, ok := stored[k]
-		if !ok {
-			return nil, fmt.Errorf("write: episode %d missing from the stored rows", i)
+	if err := tx.Commit(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		if pgconn.SafeToRetry(err) || errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
+			// COMMIT was not sent, or PostgreSQL answered it with an
+			// error: rolled back.
+			return nil, fmt.Errorf("commit: %w", err)
 		}
-		out[i] = ep
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
-	return out, nil
+	return stored, nil
 }
 
 // Get returns one episode, ErrNotFound when the namespace has no such id
