@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -71,16 +72,20 @@ type outcomeLedger struct {
 	mu      sync.Mutex
 	batches map[writeOutcome][][]*memoryv1.Episode
 	other   []string
+	errs    map[string]error // first id of a failed batch -> its error
 }
 
 func newOutcomeLedger() *outcomeLedger {
-	return &outcomeLedger{batches: map[writeOutcome][][]*memoryv1.Episode{}}
+	return &outcomeLedger{batches: map[writeOutcome][][]*memoryv1.Episode{}, errs: map[string]error{}}
 }
 
 func (l *outcomeLedger) add(o writeOutcome, batch []*memoryv1.Episode, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.batches[o] = append(l.batches[o], batch)
+	if err != nil {
+		l.errs[batch[0].GetId()] = err
+	}
 	if o == outcomeOther && len(l.other) < 20 {
 		l.other = append(l.other, err.Error())
 	}
@@ -177,6 +182,9 @@ func (l *outcomeLedger) verify(t *testing.T, mem memoryv1.MemoryServiceClient, n
 	for _, b := range l.batches[outcomeRolledBack] {
 		if storedWhole(b) {
 			wrongly++
+			if wrongly <= 3 {
+				t.Errorf("batch %s answered %v is stored", b[0].GetId(), l.errs[b[0].GetId()])
+			}
 		}
 	}
 	if wrongly > 0 {
@@ -202,6 +210,7 @@ func (l *outcomeLedger) verify(t *testing.T, mem memoryv1.MemoryServiceClient, n
 		}
 	}
 	seen = count()
+	reported := 0
 	for o, bs := range l.batches {
 		for _, b := range bs {
 			for _, e := range b {
@@ -210,7 +219,9 @@ func (l *outcomeLedger) verify(t *testing.T, mem memoryv1.MemoryServiceClient, n
 					want = 0
 				}
 				if got := seen[e.GetId()]; got != want && !(o == outcomeOther && got == 1) {
-					t.Errorf("%s episode %s stored %d times after the retries, want %d", o, e.GetId(), got, want)
+					if reported++; reported <= 5 {
+						t.Errorf("%s episode %s stored %d times after the retries, want %d", o, e.GetId(), got, want)
+					}
 				}
 			}
 		}
@@ -347,4 +358,79 @@ func TestFaultWritePostgresPaused(t *testing.T) {
 		t.Errorf("brain_memory_write_outcome_unknown_total = %d, want %d (the writes answered so) to %d", got, want, want+l.count(outcomeNoAnswer))
 	}
 	logOutcomes(t, "Postgres paused 1.5 s under 4 writers", l, pauses, unknownStored)
+}
+
+// startDurableFault is startFault (without proxies or the orchestrator) on
+// a database whose commits survive a crash: the test clusters run with
+// synchronous_commit=off, which loses acknowledged commits to an immediate
+// shutdown by design, and the crash test must tell those apart from writes
+// the service lost. (fsync stays off: a process crash keeps the OS's cache.)
+func startDurableFault(t *testing.T) *faultStack {
+	t.Helper()
+	f := &faultStack{cluster: pgtest.NewCluster(t), db: "brain_e2e"}
+	ctx := ctxFor(t, 30*time.Second)
+	if _, err := f.cluster.CreateDatabase(ctx, f.db); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, f.cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = admin.Exec(ctx, "ALTER DATABASE "+f.db+" SET synchronous_commit = on")
+	_ = admin.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mem = stack.StartMemory(t, bins.Memory, stack.MemoryConfig{
+		Postgres: stack.Postgres{Host: f.cluster.Host(), Port: f.cluster.Port(), Database: f.db, PasswordFile: f.cluster.PasswordFile()},
+	})
+	f.waitUp(t, f.mem)
+	f.memConn = stack.Dial(t, f.mem.GRPCAddr)
+	stack.MustWaitHealth(t, f.memConn, "postgres", stack.Serving, f.mem.Started, 5*time.Second)
+	f.memory = memoryv1.NewMemoryServiceClient(f.memConn)
+	return f
+}
+
+// crashPostgres stops PostgreSQL as `pg_ctl stop -m immediate` does (SIGQUIT
+// to the postmaster: every backend quits at once, no checkpoint, crash
+// recovery at the next start) and waits until the postmaster is gone.
+func crashPostgres(t *testing.T, c *pgtest.Cluster) {
+	t.Helper()
+	pm := postgresPIDs(t, c)[0]
+	signalPIDs(t, []int{pm}, syscall.SIGQUIT)
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pm, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("postmaster %d still running 10 s after SIGQUIT", pm)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFaultWritePostgresCrash: PostgreSQL crashes and restarts (`pg_ctl
+// restart -m immediate`) under writers with ids, several times. Connection
+// loss is UNAVAILABLE, never INTERNAL ("unexpected EOF" used to be); every
+// acknowledged write is stored, none answered as rolled back is, and
+// retries with the same ids leave each episode stored once.
+func TestFaultWritePostgresCrash(t *testing.T) {
+	skipShort(t)
+	f := startDurableFault(t)
+	l, nss, stop := startOutcomeWriters(f.memory, "crash", 4)
+	defer stop()
+	const crashes = 6
+	for range crashes {
+		waitWrites(t, l, 20, 10*time.Second)
+		crashPostgres(t, f.cluster)
+		if err := f.cluster.Restart(ctxFor(t, 30*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		stack.MustWaitHealth(t, f.memConn, "postgres", stack.Serving, time.Now(), 10*time.Second)
+	}
+	waitWrites(t, l, 20, 10*time.Second)
+	stop()
+	if n := l.count(outcomeOther); n > 0 {
+		t.Errorf("%d writes failed with codes other than UNAVAILABLE/DEADLINE_EXCEEDED (INTERNAL among them) while PostgreSQL crashed", n)
+	}
+	unknownStored := l.verify(t, f.memory, nss)
+	logOutcomes(t, "Postgres crashed (immediate restart) under 4 writers", l, crashes, unknownStored)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -103,12 +104,19 @@ func unusable(err error) bool {
 		return false
 	}
 	var netErr net.Error
-	if errors.As(err, &netErr) {
+	if errors.As(err, &netErr) || connLost(err) {
 		return true
 	}
 	// pgx reports a connection that died mid-call without a typed error;
 	// SafeToRetry marks failures before anything was sent.
 	return pgconn.SafeToRetry(err) || errors.Is(err, net.ErrClosed) || isConnClosed(err)
+}
+
+// connLost reports a connection that ended under a call: pgx returns the
+// reader's io.ErrUnexpectedEOF (or io.EOF) as it is when the server dies or
+// restarts mid-message.
+func connLost(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 func isConnClosed(err error) bool {
@@ -123,6 +131,9 @@ func isConnClosed(err error) bool {
 func describe(err error, cctx context.Context, budget time.Duration) string {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(cctx.Err(), context.DeadlineExceeded) || pgconn.Timeout(err) {
 		return fmt.Sprintf("postgres did not answer within %s", budget)
+	}
+	if connLost(err) || isConnClosed(err) {
+		return fmt.Sprintf("connection to postgres lost (%v)", err)
 	}
 	return err.Error()
 }

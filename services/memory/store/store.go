@@ -296,15 +296,32 @@ func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []stri
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		var pgErr *pgconn.PgError
-		if pgconn.SafeToRetry(err) || errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
-			// COMMIT was not sent, or PostgreSQL answered it with an
-			// error: rolled back.
+		if commitRefused(err) {
 			return nil, fmt.Errorf("commit: %w", err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	return stored, nil
+}
+
+// commitRefused reports whether a failed COMMIT is known to have been
+// rolled back: it was never sent, or PostgreSQL answered it with an ERROR.
+// A FATAL answer is not a refusal: a server shutting down (or crashing)
+// sends it to every connection, also to one whose COMMIT it had just
+// written to the WAL.
+func commitRefused(err error) bool {
+	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxCommitRollback) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	sev := pgErr.SeverityUnlocalized
+	if sev == "" { // servers before 9.6 send only the localized one
+		sev = pgErr.Severity
+	}
+	return sev == "ERROR"
 }
 
 // Get returns one episode, ErrNotFound when the namespace has no such id
