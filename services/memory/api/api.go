@@ -414,8 +414,11 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 	switch {
 	case errors.Is(err, store.ErrOutcomeUnknown):
 		c := codes.Unavailable
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			c = status.FromContextError(ctx.Err()).Code()
+		case errors.Is(err, fallback.ErrCallerDeadline):
+			c = codes.DeadlineExceeded
 		}
 		st, derr := status.New(c, fmt.Sprintf("%s: %v; %s", op, err, outcomeUnknownHint)).
 			WithDetails(&errdetails.ErrorInfo{Reason: ReasonOutcomeUnknown, Domain: errorDomain})
@@ -431,6 +434,13 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 		return status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
 	case errors.Is(err, store.ErrNotMigrated):
 		return status.Errorf(codes.Unavailable, "%s: %v", op, err)
+	case errors.Is(err, fallback.ErrCallerDeadline):
+		// Not PostgreSQL's fault: no retry hint that blames it.
+		after, ok := afterFailure[op]
+		if !ok {
+			after = "nothing was changed"
+		}
+		return status.Errorf(codes.DeadlineExceeded, "%s: %v; %s; give the call more time", op, err, after)
 	case errors.Is(err, fallback.ErrUnavailable):
 		after, ok := afterFailure[op]
 		if !ok {

@@ -37,17 +37,41 @@ func NewGuard(b *Breaker) *Guard { return &Guard{breaker: b} }
 // Breaker is the guard's breaker.
 func (g *Guard) Breaker() *Breaker { return g.breaker }
 
+// ErrCallerDeadline means the caller's own deadline, not PostgreSQL, ended
+// the call: the time it left (90% of its remaining time, shorter than the
+// configured limit) ran out. PostgreSQL is not known to be at fault, so it
+// does not count toward the breaker. It also matches ErrUnavailable, since
+// no answer could be had in the time given and callers fall back as they
+// would for an outage; its text says whose deadline it was.
+var ErrCallerDeadline = errors.New("the caller's deadline")
+
+type callerDeadlineError struct {
+	budget time.Duration
+	cause  error
+}
+
+func (e *callerDeadlineError) Error() string {
+	return fmt.Sprintf("%v left postgres only %s, which ran out (not counted as a postgres failure)",
+		ErrCallerDeadline, e.budget.Round(100*time.Microsecond))
+}
+
+func (e *callerDeadlineError) Unwrap() []error {
+	return []error{ErrCallerDeadline, ErrUnavailable, context.DeadlineExceeded, e.cause}
+}
+
 // Do runs fn with a deadline of at most limit (and never past the caller's,
 // keeping a tenth of the caller's remaining time in reserve so a fallback
 // answer still arrives in time). Failures that say PostgreSQL is unusable
 // count against the breaker and come back wrapping ErrUnavailable; other
 // errors (not found, bad input) mean PostgreSQL answered, and pass through.
-// When the caller's own context ended, its error is returned.
+// When the time the caller's deadline left ran out first, the error wraps
+// ErrCallerDeadline and counts for nothing. When the caller's own context
+// ended, its error is returned (with fn's in the chain).
 func (g *Guard) Do(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
 	if ok, reason := g.breaker.Allow(); !ok {
 		return fmt.Errorf("%w: circuit open after repeated failures (%s)", ErrUnavailable, reason)
 	}
-	budget := Budget(ctx, limit)
+	budget, capped := budgetOf(ctx, limit)
 	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	err := fn(cctx)
@@ -59,28 +83,39 @@ func (g *Guard) Do(ctx context.Context, limit time.Duration, fn func(context.Con
 		// The caller gave up; not the database's fault. err stays in the
 		// chain: a write's outcome-unknown mark must reach the edge.
 		return fmt.Errorf("%w (%w)", ctx.Err(), err)
-	case unusable(err):
+	case !unusable(err):
+		g.breaker.Success()
+		return err
+	case capped && cctx.Err() != nil:
+		// Our cap, derived from the caller's deadline, expired: a healthy
+		// PostgreSQL that needs more than the caller left is no outage.
+		return &callerDeadlineError{budget: budget, cause: err}
+	default:
 		reason := describe(err, cctx, budget)
 		g.breaker.Failure(reason)
 		return &unavailableError{reason: reason, cause: err}
-	default:
-		g.breaker.Success()
-		return err
 	}
 }
 
 // Budget is the time a call may spend in PostgreSQL: limit, or 90% of the
 // caller's remaining time when that is shorter.
 func Budget(ctx context.Context, limit time.Duration) time.Duration {
+	d, _ := budgetOf(ctx, limit)
+	return d
+}
+
+// budgetOf is Budget, and whether the caller's deadline (not limit) set it.
+func budgetOf(ctx context.Context, limit time.Duration) (time.Duration, bool) {
+	capped := false
 	if dl, ok := ctx.Deadline(); ok {
 		if rem := time.Until(dl); rem-rem/10 < limit {
-			limit = rem - rem/10
+			limit, capped = rem-rem/10, true
 		}
 	}
 	if limit <= 0 {
 		limit = time.Millisecond
 	}
-	return limit
+	return limit, capped
 }
 
 // unusable reports whether err says PostgreSQL could not be used, as opposed
