@@ -109,6 +109,7 @@ type App struct {
 	log     *zap.Logger
 	srv     *server.Server
 	pool    *pgxpool.Pool
+	probe   *prober
 	breaker *fallback.Breaker
 }
 
@@ -119,6 +120,10 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database config: %w", err)
 	}
+	probe := newProber(poolCfg.ConnConfig.Copy())
+	// The tracer tells the guard when a call's time ran out waiting for a
+	// busy pool: overload, which must not open the breaker.
+	poolCfg.ConnConfig.Tracer = fallback.PoolTracer{}
 	pool, err := pgxpool.NewWithConfig(context.Background(), poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("database pool: %w", err)
@@ -142,7 +147,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	})
 
 	reg := srv.Health()
-	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: st.Ping, Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
+	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: probe.Ping, Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -177,7 +182,7 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
 		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
 	})
-	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker}, nil
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool, probe: probe, breaker: breaker}, nil
 }
 
 // Server is the underlying server (for addresses in tests).
@@ -186,6 +191,7 @@ func (a *App) Server() *server.Server { return a.srv }
 // Run serves until ctx ends, then stops gracefully and closes the pool.
 func (a *App) Run(ctx context.Context) error {
 	defer a.closePool()
+	defer a.probe.Close() // the probes have ended when the server has
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	mctx, cancel := context.WithCancel(ctx)

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrUnavailable means PostgreSQL could not serve the call: the breaker is
@@ -74,7 +77,8 @@ func (g *Guard) Do(ctx context.Context, limit time.Duration, fn func(context.Con
 	budget, capped := budgetOf(ctx, limit)
 	cctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	err := fn(cctx)
+	call := &callState{}
+	err := fn(context.WithValue(cctx, callKey{}, call))
 	switch {
 	case err == nil:
 		g.breaker.Success()
@@ -90,6 +94,13 @@ func (g *Guard) Do(ctx context.Context, limit time.Duration, fn func(context.Con
 		// Our cap, derived from the caller's deadline, expired: a healthy
 		// PostgreSQL that needs more than the caller left is no outage.
 		return &callerDeadlineError{budget: budget, cause: err}
+	case cctx.Err() != nil && call.poolBusy.Load():
+		// The time ran out waiting for one of our own busy connections:
+		// overload, not an outage. The probe, on a connection of its own,
+		// still tells whether PostgreSQL answers.
+		return &unavailableError{cause: err, reason: fmt.Sprintf(
+			"all %d connections to postgres stayed busy for %s (overloaded, not down; not counted as a postgres failure)",
+			call.poolMax.Load(), budget.Round(time.Millisecond))}
 	default:
 		reason := describe(err, cctx, budget)
 		g.breaker.Failure(reason)
@@ -116,6 +127,47 @@ func budgetOf(ctx context.Context, limit time.Duration) (time.Duration, bool) {
 		limit = time.Millisecond
 	}
 	return limit, capped
+}
+
+// callState is what the pool tracer learns about one guarded call.
+type callState struct {
+	poolBusy atomic.Bool  // an acquire ended by the deadline while every connection was in use
+	poolMax  atomic.Int32 // the pool's size then
+}
+
+type callKey struct{}
+
+// PoolTracer tells the guard when a call's time ran out waiting for a free
+// connection of a full pool. Set it as the pool's ConnConfig.Tracer (pgxpool
+// finds the acquire hooks there); its query hooks do nothing.
+type PoolTracer struct{}
+
+// TraceQueryStart does nothing.
+func (PoolTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+// TraceQueryEnd does nothing.
+func (PoolTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TraceAcquireStart does nothing.
+func (PoolTracer) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	return ctx
+}
+
+// TraceAcquireEnd marks the call when its acquire ended by its deadline with
+// every connection in use. An acquire that timed out with room in the pool
+// was connecting, and a connection PostgreSQL does not accept in time is
+// its failure: that is not marked.
+func (PoolTracer) TraceAcquireEnd(ctx context.Context, pool *pgxpool.Pool, d pgxpool.TraceAcquireEndData) {
+	call, _ := ctx.Value(callKey{}).(*callState)
+	if call == nil || d.Err == nil || ctx.Err() == nil {
+		return
+	}
+	if st := pool.Stat(); st.AcquiredConns() >= st.MaxConns() {
+		call.poolMax.Store(st.MaxConns())
+		call.poolBusy.Store(true)
+	}
 }
 
 // unusable reports whether err says PostgreSQL could not be used, as opposed
