@@ -154,14 +154,27 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	// The probe is the breaker's trial call: every passing probe closes the
 	// breaker (so calls that timed out during a CPU stall cannot keep it open
 	// while PostgreSQL is healthy), and a failing one opens it at once.
+	//
+	// The probe does not go through the pool, so it does not weed out the
+	// pool's connections that died with PostgreSQL: when PostgreSQL answers
+	// again after failing, the pool drops them all (in-use ones on release)
+	// before the breaker lets calls through, or the first calls after a
+	// restart would fail on dead connections. Results come from one
+	// goroutine, in order.
+	failing := false
 	reg.OnResult(func(name string, err error) {
 		if name != PostgresCheck {
 			return
 		}
 		if err == nil {
+			if failing {
+				pool.Reset()
+				failing = false
+			}
 			breaker.Reset()
 			return
 		}
+		failing = true
 		breaker.Trip("health probe: " + err.Error())
 	})
 
