@@ -54,7 +54,9 @@ type callerDeadlineError struct {
 }
 
 func (e *callerDeadlineError) Error() string {
-	return fmt.Sprintf("%v left postgres only %s, which ran out (not counted as a postgres failure)",
+	// Both facts, since either may be news: the caller's deadline bounded
+	// the call, and postgres did not answer within what it left.
+	return fmt.Sprintf("%v left postgres only %s and postgres did not answer within it (not counted as a postgres failure)",
 		ErrCallerDeadline, e.budget.Round(100*time.Microsecond))
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -295,6 +296,15 @@ func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []stri
 	if err != nil {
 		return nil, err
 	}
+	// When COMMIT cannot be sent, the write is rolled back for sure. (pgx's
+	// own "not sent" mark, SafeToRetry, cannot be trusted after the call: it
+	// also reports a connection that closed while COMMIT awaited its answer.)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("commit not sent: %w", err)
+	}
+	if tx.Conn().IsClosed() {
+		return nil, fmt.Errorf("commit not sent: %w", net.ErrClosed)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		if commitRefused(err) {
 			return nil, fmt.Errorf("commit: %w", err)
@@ -304,13 +314,14 @@ func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []stri
 	return stored, nil
 }
 
-// commitRefused reports whether a failed COMMIT is known to have been
-// rolled back: it was never sent, or PostgreSQL answered it with an ERROR.
-// A FATAL answer is not a refusal: a server shutting down (or crashing)
-// sends it to every connection, also to one whose COMMIT it had just
-// written to the WAL.
+// commitRefused reports whether a COMMIT that was sent and failed is known
+// to have been rolled back: PostgreSQL answered it with an ERROR (or with
+// ROLLBACK). A FATAL answer is not a refusal: a server shutting down (or
+// crashing) sends it to every connection, also to one whose COMMIT it had
+// just written to the WAL. Anything else (deadline, lost connection, pgx's
+// "conn closed") leaves the outcome unknown.
 func commitRefused(err error) bool {
-	if pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxCommitRollback) {
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
 		return true
 	}
 	var pgErr *pgconn.PgError
