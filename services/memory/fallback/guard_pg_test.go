@@ -3,10 +3,12 @@ package fallback
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,5 +159,90 @@ func TestUnusableRealErrors(t *testing.T) {
 				t.Errorf("unusable(%T %v) = true, want false: PostgreSQL answered", err, err)
 			}
 		})
+	}
+}
+
+// TestPoolWaitIsNotAnOutage: a call whose time runs out waiting for a
+// connection of a full pool (PostgreSQL healthy, every connection busy)
+// says the pool stayed busy and does not count toward the breaker; one
+// whose time runs out connecting (a server that accepts TCP and never
+// answers) still counts.
+func TestPoolWaitIsNotAnOutage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	newPool := func(url string) *pgxpool.Pool {
+		t.Helper()
+		cfg, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.MaxConns = 1
+		cfg.ConnConfig.Tracer = PoolTracer{}
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second // the guard's limit is what ends the call
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return pool
+	}
+	query := func(pool *pgxpool.Pool) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, "SELECT 1")
+			return err
+		}
+	}
+
+	pool := newPool(pgtest.NewCluster(t).URL("postgres"))
+	busy, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGuard(NewBreaker(1, 0, time.Now, nil))
+	err = g.Do(ctx, 100*time.Millisecond, query(pool))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "stayed busy") {
+		t.Fatalf("full pool: %v, want ErrUnavailable saying the pool stayed busy", err)
+	}
+	if ok, _ := g.Breaker().Allow(); !ok {
+		t.Fatal("waiting for a busy pool counted toward the breaker")
+	}
+	busy.Release()
+	if err := g.Do(ctx, time.Second, query(pool)); err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+
+	// A server that takes the connection and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	})
+	silent := newPool("postgres://brain@" + ln.Addr().String() + "/postgres?sslmode=disable")
+	err = g.Do(ctx, 100*time.Millisecond, query(silent))
+	if !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), "busy") {
+		t.Fatalf("silent server: %v, want ErrUnavailable blaming postgres", err)
+	}
+	if ok, _ := g.Breaker().Allow(); ok {
+		t.Fatal("a server that never answers a new connection did not count toward the breaker")
 	}
 }
