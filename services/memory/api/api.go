@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -59,6 +60,9 @@ type Deps struct {
 	// no answer of its namespace: the delete may still commit until its
 	// statement ends on the server (PostgreSQL's statement timeout).
 	DeleteHold time.Duration
+	// OutcomeUnknown (may be nil) is called for every write whose COMMIT
+	// was sent but never confirmed, for the operators' counter.
+	OutcomeUnknown func()
 }
 
 // Server implements memoryv1.MemoryServiceServer.
@@ -74,6 +78,9 @@ func New(d Deps) *Server {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.OutcomeUnknown == nil {
+		d.OutcomeUnknown = func() {}
 	}
 	return &Server{d: d}
 }
@@ -121,6 +128,9 @@ func (s *Server) WriteEpisodes(ctx context.Context, req *memoryv1.WriteEpisodesR
 		return err
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrOutcomeUnknown) {
+			s.d.OutcomeUnknown()
+		}
 		return nil, s.toStatus(ctx, "write episodes", err)
 	}
 	out := &memoryv1.WriteEpisodesResponse{Episodes: make([]*memoryv1.Episode, len(stored))}
@@ -396,9 +406,46 @@ func (s *Server) GetStats(ctx context.Context, req *memoryv1.GetStatsRequest) (*
 	return out, nil
 }
 
+// ReasonOutcomeUnknown is the ErrorInfo reason of a write that may or may
+// not have been stored, so clients can branch on it without parsing text.
+const ReasonOutcomeUnknown = "WRITE_OUTCOME_UNKNOWN"
+
+// errorDomain is the ErrorInfo domain of this service's errors.
+const errorDomain = "memory.brain"
+
+// afterFailure says what a call that failed before PostgreSQL confirmed it
+// left behind. Write runs an explicit transaction and reports the one case
+// it cannot know (ErrOutcomeUnknown) separately, so any other failure of it
+// is rolled back; the deletes and RecordAccess run one implicit-transaction
+// statement batch, which PostgreSQL may still commit after the client gave up.
+var afterFailure = map[string]string{
+	"write episodes":   "nothing was stored (the transaction was rolled back); retry with the same ids",
+	"delete episode":   "the delete may or may not have been applied; retrying it is safe",
+	"delete namespace": "the erase may or may not have been applied; retrying it is safe",
+	"record access":    "the access may or may not have been counted",
+}
+
+// outcomeUnknownHint is what a client must do after ErrOutcomeUnknown.
+const outcomeUnknownHint = "the write may or may not have been stored: retry with the same ids, " +
+	"which stores each episode exactly once either way (a retry of episodes sent without ids may store them twice)"
+
 // toStatus maps a domain error to a gRPC status, once, at the edge.
 func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 	switch {
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		c := codes.Unavailable
+		switch {
+		case ctx.Err() != nil:
+			c = status.FromContextError(ctx.Err()).Code()
+		case errors.Is(err, fallback.ErrCallerDeadline):
+			c = codes.DeadlineExceeded
+		}
+		st, derr := status.New(c, fmt.Sprintf("%s: %v; %s", op, err, outcomeUnknownHint)).
+			WithDetails(&errdetails.ErrorInfo{Reason: ReasonOutcomeUnknown, Domain: errorDomain})
+		if derr != nil {
+			return status.Errorf(c, "%s: %v; %s", op, err, outcomeUnknownHint)
+		}
+		return st.Err()
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "episode not found in this namespace")
 	case errors.Is(err, store.ErrBadPageToken):
@@ -407,8 +454,19 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 		return status.Errorf(codes.InvalidArgument, "invalid request: %v", err)
 	case errors.Is(err, store.ErrNotMigrated), errors.Is(err, store.ErrMigrating):
 		return status.Errorf(codes.Unavailable, "%s: %v", op, err)
+	case errors.Is(err, fallback.ErrCallerDeadline):
+		// Not PostgreSQL's fault: no retry hint that blames it.
+		after, ok := afterFailure[op]
+		if !ok {
+			after = "nothing was changed"
+		}
+		return status.Errorf(codes.DeadlineExceeded, "%s: %v; %s; give the call more time", op, err, after)
 	case errors.Is(err, fallback.ErrUnavailable):
-		return status.Errorf(codes.Unavailable, "%s: %v; nothing was changed or the change was rolled back, retry with the same ids", op, err)
+		after, ok := afterFailure[op]
+		if !ok {
+			after = "nothing was changed; retry later"
+		}
+		return status.Errorf(codes.Unavailable, "%s: %v; %s", op, err, after)
 	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded:
 		return status.Errorf(codes.DeadlineExceeded, "%s: deadline exceeded", op)
 	case errors.Is(err, context.Canceled):

@@ -116,6 +116,7 @@ type App struct {
 	log     *zap.Logger
 	srv     *server.Server
 	pool    *pgxpool.Pool
+	probe   *prober
 	breaker *fallback.Breaker
 	mig     *migration
 	store   *store.Store
@@ -130,6 +131,10 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database config: %w", err)
 	}
+	prb := newProber(poolCfg.ConnConfig.Copy())
+	// The tracer tells the guard when a call's time ran out waiting for a
+	// busy pool: overload, which must not open the breaker.
+	poolCfg.ConnConfig.Tracer = fallback.PoolTracer{}
 	pool, err := pgxpool.NewWithConfig(context.Background(), poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("database pool: %w", err)
@@ -162,22 +167,35 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	})
 
 	reg := srv.Health()
-	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: probe(st, mig), Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
+	if err := reg.Add(health.Check{Name: PostgresCheck, Probe: probe(prb, mig), Interval: cfg.ProbeInterval, Timeout: cfg.ProbeTimeout}); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	// The probe is the breaker's trial call: every passing probe closes the
 	// breaker (so calls that timed out during a CPU stall cannot keep it open
 	// while PostgreSQL is healthy), and a failing one opens it at once.
+	//
+	// The probe does not go through the pool, so it does not weed out the
+	// pool's connections that died with PostgreSQL: when PostgreSQL answers
+	// again after failing, the pool drops them all (in-use ones on release)
+	// before the breaker lets calls through, or the first calls after a
+	// restart would fail on dead connections. Results come from one
+	// goroutine, in order.
 	// A schema still being migrated is PostgreSQL answering, not failing.
+	failing := false
 	reg.OnResult(func(name string, err error) {
 		if name != PostgresCheck {
 			return
 		}
 		if err == nil || errors.Is(err, store.ErrMigrating) {
+			if failing {
+				pool.Reset()
+				failing = false
+			}
 			breaker.Reset()
 			return
 		}
+		failing = true
 		breaker.Trip("health probe: " + err.Error())
 	})
 
@@ -194,12 +212,15 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 		// timeout of its start, so none can commit later than that after
 		// its call failed.
 		DeleteHold: orDefault(cfg.DB.StatementTimeout, pgconn.DefaultStatementTimeout),
+		OutcomeUnknown: func() {
+			m.outcomeUnknown.Inc()
+		},
 	})
 	memoryv1.RegisterMemoryServiceServer(srv.GRPC(), handlers)
 	srv.RegisterGateway(func(ctx context.Context, mux *runtime.ServeMux, self *grpc.ClientConn) error {
 		return memoryv1.RegisterMemoryServiceHandler(ctx, mux, self)
 	})
-	return &App{cfg: cfg, log: log, srv: srv, pool: pool, breaker: breaker, mig: mig, store: st, cache: cache, metrics: m}, nil
+	return &App{cfg: cfg, log: log, srv: srv, pool: pool, probe: prb, breaker: breaker, mig: mig, store: st, cache: cache, metrics: m}, nil
 }
 
 // Server is the underlying server (for addresses in tests).
@@ -208,6 +229,7 @@ func (a *App) Server() *server.Server { return a.srv }
 // Run serves until ctx ends, then stops gracefully and closes the pool.
 func (a *App) Run(ctx context.Context) error {
 	defer a.closePool()
+	defer a.probe.Close() // the probes have ended when the server has
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	mctx, cancel := context.WithCancel(ctx)
@@ -327,9 +349,10 @@ func Migrate(ctx context.Context, db pgconn.Config) error {
 }
 
 type metrics struct {
-	recalls     *prometheus.CounterVec
-	breakerOpen prometheus.Gauge
-	cacheSync   prometheus.Gauge
+	recalls        *prometheus.CounterVec
+	breakerOpen    prometheus.Gauge
+	cacheSync      prometheus.Gauge
+	outcomeUnknown prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
@@ -343,11 +366,15 @@ func newMetrics(reg *prometheus.Registry, pool *pgxpool.Pool) *metrics {
 		cacheSync: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "brain_memory_recall_cache_sync", Help: "1 while the recall cache hears the deletes of every replica (RECALL_CACHE_SYNC).",
 		}),
+		outcomeUnknown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "brain_memory_write_outcome_unknown_total",
+			Help: "Writes whose COMMIT was sent but never confirmed (deadline or connection lost): they may or may not be stored.",
+		}),
 	}
 	for _, s := range []fallback.Source{fallback.SourcePostgres, fallback.SourceCache, fallback.SourceNone} {
 		m.recalls.WithLabelValues(s.String())
 	}
-	reg.MustRegister(m.recalls, m.breakerOpen, m.cacheSync, poolCollector{pool: pool})
+	reg.MustRegister(m.recalls, m.breakerOpen, m.cacheSync, m.outcomeUnknown, poolCollector{pool: pool})
 	return m
 }
 

@@ -22,16 +22,16 @@ type migration struct{ running atomic.Bool }
 
 func (m *migration) Running() bool { return m.running.Load() }
 
-// probe is the postgres health check: store.Ping, except that while the
+// probe is the postgres health check: the prober's Ping, except that while the
 // migration runs a schema that is absent or older reads as
 // store.ErrMigrating.
-func probe(st *store.Store, m *migration) func(context.Context) error {
+func probe(p *prober, m *migration) func(context.Context) error {
 	return func(ctx context.Context) error {
-		err := st.Ping(ctx)
+		err := p.Ping(ctx)
 		if err == nil || !m.Running() {
 			return err
 		}
-		v, verr := st.SchemaVersion(ctx)
+		v, verr := p.SchemaVersion(ctx)
 		if errors.Is(verr, store.ErrNotMigrated) || (verr == nil && v < store.SchemaVersion) {
 			return fmt.Errorf("ping: %w (schema version %d, this binary expects %d)", store.ErrMigrating, v, store.SchemaVersion)
 		}

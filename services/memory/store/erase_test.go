@@ -83,9 +83,9 @@ func TestEraseInBatches(t *testing.T) {
 // index exact, and the next call erases the rest.
 func TestEraseInterruptedCompletesOnNextCall(t *testing.T) {
 	s, _ := newStore(t)
-	const total = 300
+	const total = 3000 // far more batches than the interrupt needs, even on a loaded machine
 	fill(t, s, "cut", total, 100)
-	s.eraseBatch.episodes = 1 // 300 transactions: time to interrupt
+	s.eraseBatch.episodes = 1 // one transaction each: time to interrupt
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/brainhq/brain/services/memory/episode"
@@ -28,6 +30,10 @@ var (
 	// ErrInvalid: input the database cannot store (bad UUID, NUL byte,
 	// invalid UTF-8, importance outside 0..1, oversize fields).
 	ErrInvalid = errors.New("invalid input")
+	// ErrOutcomeUnknown: a write's COMMIT was sent but its answer never
+	// came (deadline, connection lost): it may or may not be stored. A retry
+	// with the same ids stores it exactly once either way.
+	ErrOutcomeUnknown = errors.New("commit sent but not confirmed, the write may or may not be stored")
 	// ErrNotMigrated: the database has no memory schema.
 	ErrNotMigrated = errors.New("memory schema not migrated (run `memory migrate`)")
 )
@@ -249,15 +255,46 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 		va, aa, ai = append(va, v), append(aa, ar), append(ai, in)
 	}
 
+	stored, err := s.writeTx(ctx, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
+	if err != nil {
+		return nil, fmt.Errorf("write %d episodes: %w", len(eps), err)
+	}
+	out := make([]episode.Episode, n)
+	for i, k := range keys {
+		ep, ok := stored[k]
+		if !ok {
+			return nil, fmt.Errorf("write: episode %d missing from the stored rows", i)
+		}
+		out[i] = ep
+	}
+	return out, nil
+}
+
+// writeTx runs the upsert in an explicit transaction: BEGIN, then the
+// namespace locks and the upsert in one round trip, then COMMIT on its own.
+// So a failure before COMMIT was sent is known to be rolled back (the server
+// never commits a transaction it was not told to), and only a failure while
+// COMMIT is on its way or awaiting its answer is of unknown outcome
+// (ErrOutcomeUnknown). One implicit-transaction batch cannot tell the two
+// apart: PostgreSQL commits it at the end of the batch, even after the
+// client gave up on it.
+func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []string, imps []float64,
+	created []*time.Time, metas []string, va, aa, ai []*float64) (map[string]episode.Episode, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	// After a failed COMMIT the transaction is closed and this is a no-op;
+	// after any other failure it ends the transaction (or the connection).
+	defer func() { _ = tx.Rollback(ctx) }()
 	batch := &pgx.Batch{}
 	// First, so the upsert runs under it (until the transaction ends).
 	timed := queueStatementTimeout(ctx, batch)
 	batch.Queue(lockNamespacesSQL, nss)
 	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
-	// A batch runs as one implicit transaction: all or nothing.
-	br := s.pool.SendBatch(ctx, batch)
+	br := tx.SendBatch(ctx, batch)
 	stored := make(map[string]episode.Episode, len(nss))
-	err := func() error {
+	err = func() error {
 		if timed {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("set statement timeout: %w", err)
@@ -284,17 +321,45 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write %d episodes: %w", len(eps), err)
+		return nil, err
 	}
-	out := make([]episode.Episode, n)
-	for i, k := range keys {
-		ep, ok := stored[k]
-		if !ok {
-			return nil, fmt.Errorf("write: episode %d missing from the stored rows", i)
+	// When COMMIT cannot be sent, the write is rolled back for sure. (pgx's
+	// own "not sent" mark, SafeToRetry, cannot be trusted after the call: it
+	// also reports a connection that closed while COMMIT awaited its answer.)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("commit not sent: %w", err)
+	}
+	if tx.Conn().IsClosed() {
+		return nil, fmt.Errorf("commit not sent: %w", net.ErrClosed)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		if commitRefused(err) {
+			return nil, fmt.Errorf("commit: %w", err)
 		}
-		out[i] = ep
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
-	return out, nil
+	return stored, nil
+}
+
+// commitRefused reports whether a COMMIT that was sent and failed is known
+// to have been rolled back: PostgreSQL answered it with an ERROR (or with
+// ROLLBACK). A FATAL answer is not a refusal: a server shutting down (or
+// crashing) sends it to every connection, also to one whose COMMIT it had
+// just written to the WAL. Anything else (deadline, lost connection, pgx's
+// "conn closed") leaves the outcome unknown.
+func commitRefused(err error) bool {
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	sev := pgErr.SeverityUnlocalized
+	if sev == "" { // servers before 9.6 send only the localized one
+		sev = pgErr.Severity
+	}
+	return sev == "ERROR"
 }
 
 // Get returns one episode, ErrNotFound when the namespace has no such id
