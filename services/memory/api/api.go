@@ -149,6 +149,7 @@ func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memo
 		v.Add("limit", "must be between 1 and %d (0 means %d), got %d", episode.MaxLimit, episode.DefaultLimit, l)
 	}
 	v.Text("session_id", req.GetSessionId(), 0, episode.MaxSessionBytes, false)
+	v.Text("speaker", req.GetSpeaker(), 0, episode.MaxSpeakerBytes, false)
 	checkTime(&v, "created_after", req.GetCreatedAfter())
 	checkTime(&v, "created_before", req.GetCreatedBefore())
 	checkTime(&v, "as_of", req.GetAsOf())
@@ -174,6 +175,7 @@ func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memo
 		Namespace:     req.GetNamespace(),
 		Text:          req.GetQuery(),
 		SessionID:     req.GetSessionId(),
+		Speaker:       req.GetSpeaker(),
 		Limit:         int(req.GetLimit()),
 		CreatedAfter:  optTime(req.GetCreatedAfter()),
 		CreatedBefore: optTime(req.GetCreatedBefore()),
@@ -203,13 +205,11 @@ func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memo
 	if ans.Source == fallback.SourceCache {
 		out.CacheAge = durationpb.New(ans.CacheAge)
 	}
+	contributions := recall.Contributions(ans.Results, q, ans.AsOf)
 	for i, r := range ans.Results {
 		out.Episodes[i] = &memoryv1.RecalledEpisode{
 			Episode: episodeToProto(r.Episode),
-			Scores: &memoryv1.RecallScores{
-				Relevance: r.Scores.Relevance, Importance: r.Scores.Importance,
-				Recency: r.Scores.Recency, Total: r.Scores.Total,
-			},
+			Scores:  scoresToProto(r.Scores, contributions[i]),
 		}
 	}
 	if ans.Degraded() {
@@ -243,6 +243,7 @@ func (s *Server) ListEpisodes(ctx context.Context, req *memoryv1.ListEpisodesReq
 	var v badrequest.Violations
 	checkNamespace(&v, "namespace", req.GetNamespace())
 	v.Text("session_id", req.GetSessionId(), 0, episode.MaxSessionBytes, false)
+	v.Text("speaker", req.GetSpeaker(), 0, episode.MaxSpeakerBytes, false)
 	checkTime(&v, "created_after", req.GetCreatedAfter())
 	checkTime(&v, "created_before", req.GetCreatedBefore())
 	if n := req.GetPageSize(); n < 0 || n > episode.MaxPageSize {
@@ -255,6 +256,7 @@ func (s *Server) ListEpisodes(ctx context.Context, req *memoryv1.ListEpisodesReq
 	q := store.ListQuery{
 		Namespace:     req.GetNamespace(),
 		SessionID:     req.GetSessionId(),
+		Speaker:       req.GetSpeaker(),
 		CreatedAfter:  optTime(req.GetCreatedAfter()),
 		CreatedBefore: optTime(req.GetCreatedBefore()),
 		PageSize:      int(req.GetPageSize()),

@@ -8,6 +8,7 @@ import (
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 	"github.com/brainhq/brain/services/memory/episode"
 	"github.com/brainhq/brain/services/memory/fallback"
+	"github.com/brainhq/brain/services/memory/recall"
 )
 
 func episodeFromProto(p *memoryv1.Episode) episode.Episode {
@@ -15,6 +16,7 @@ func episodeFromProto(p *memoryv1.Episode) episode.Episode {
 		ID:         p.GetId(),
 		Namespace:  p.GetNamespace(),
 		SessionID:  p.GetSessionId(),
+		Speaker:    p.GetSpeaker(),
 		Content:    p.GetContent(),
 		Importance: episode.DefaultImportance,
 		Metadata:   p.GetMetadata(),
@@ -37,6 +39,7 @@ func episodeToProto(ep episode.Episode) *memoryv1.Episode {
 		Id:          ep.ID,
 		Namespace:   ep.Namespace,
 		SessionId:   ep.SessionID,
+		Speaker:     ep.Speaker,
 		Content:     ep.Content,
 		Importance:  &imp,
 		CreatedAt:   timestamppb.New(ep.CreatedAt),
@@ -70,4 +73,15 @@ func sourceToProto(s fallback.Source) memoryv1.RecallSource {
 		return memoryv1.RecallSource_RECALL_SOURCE_NONE
 	}
 	return memoryv1.RecallSource_RECALL_SOURCE_UNSPECIFIED
+}
+
+func scoresToProto(s recall.Scores, c recall.Contribution) *memoryv1.RecallScores {
+	return &memoryv1.RecallScores{
+		Relevance: s.Relevance, Importance: s.Importance, Recency: s.Recency, Total: s.Total,
+		OwnWords: s.OwnWords, Context: s.Context, Speaker: s.Speaker, Time: s.Time,
+		Contributions: &memoryv1.RecallContributions{
+			OwnWords: c.OwnWords, Context: c.Context, Speaker: c.Speaker, Time: c.Time,
+			Importance: c.Importance, Recency: c.Recency,
+		},
+	}
 }

@@ -50,6 +50,9 @@ func TestProtoDocumentsLimits(t *testing.T) {
 		{"RecallRequest", "string query = 2;", []string{fmt.Sprintf("1..%d bytes", episode.MaxQueryBytes), "white space"}},
 		{"RecallRequest", "string session_id = 4;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSessionBytes)}},
 		{"ListEpisodesRequest", "string session_id = 2;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSessionBytes)}},
+		{"Episode", "string speaker = 11;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSpeakerBytes)}},
+		{"RecallRequest", "string speaker = 12;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSpeakerBytes)}},
+		{"ListEpisodesRequest", "string speaker = 8;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSpeakerBytes)}},
 	}
 	for _, tt := range tests {
 		c := comment(tt.msg, tt.decl)

@@ -99,6 +99,7 @@ func checkEpisode(v *badrequest.Violations, prefix string, ep *memoryv1.Episode)
 	checkID(v, prefix+".id", ep.GetId(), false)
 	checkNamespace(v, prefix+".namespace", ep.GetNamespace())
 	v.Text(prefix+".session_id", ep.GetSessionId(), 0, episode.MaxSessionBytes, false)
+	v.Text(prefix+".speaker", ep.GetSpeaker(), 0, episode.MaxSpeakerBytes, false)
 	checkRequiredText(v, prefix+".content", ep.GetContent(), episode.MaxContentBytes, true)
 	if ep.Importance != nil {
 		checkFraction(v, prefix+".importance", ep.GetImportance())

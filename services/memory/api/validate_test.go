@@ -154,6 +154,12 @@ func TestLimitsAtMaxAndOnePast(t *testing.T) {
 		{"episodes[0].session_id",
 			ep(func(e *memoryv1.Episode) { e.SessionId = strings.Repeat("s", episode.MaxSessionBytes) }),
 			ep(func(e *memoryv1.Episode) { e.SessionId = strings.Repeat("s", episode.MaxSessionBytes+1) })},
+		{"episodes[0].speaker",
+			ep(func(e *memoryv1.Episode) { e.Speaker = strings.Repeat("ü", episode.MaxSpeakerBytes/2) }),
+			ep(func(e *memoryv1.Episode) { e.Speaker = strings.Repeat("s", episode.MaxSpeakerBytes+1) })},
+		{"episodes[0].speaker",
+			ep(func(e *memoryv1.Episode) { e.Speaker = "Nate" }),
+			ep(func(e *memoryv1.Episode) { e.Speaker = "Na\xffte" })},
 		{"episodes[0].metadata",
 			ep(func(e *memoryv1.Episode) { e.Metadata = meta(episode.MaxMetadataEntries, 2, 1) }),
 			ep(func(e *memoryv1.Episode) { e.Metadata = meta(episode.MaxMetadataEntries+1, 2, 1) })},
@@ -182,6 +188,14 @@ func TestLimitsAtMaxAndOnePast(t *testing.T) {
 	t.Run("query", func(t *testing.T) {
 		_, err := bare().Recall(context.Background(), &memoryv1.RecallRequest{Namespace: "ns", Query: strings.Repeat("q", episode.MaxQueryBytes+1)})
 		wantInvalid(t, err, "query")
+	})
+	t.Run("recall speaker", func(t *testing.T) {
+		_, err := bare().Recall(context.Background(), &memoryv1.RecallRequest{Namespace: "ns", Query: "q", Speaker: strings.Repeat("s", episode.MaxSpeakerBytes+1)})
+		wantInvalid(t, err, "speaker")
+	})
+	t.Run("list speaker", func(t *testing.T) {
+		_, err := bare().ListEpisodes(context.Background(), &memoryv1.ListEpisodesRequest{Namespace: "ns", Speaker: "\xff"})
+		wantInvalid(t, err, "speaker")
 	})
 	t.Run("episodes", func(t *testing.T) {
 		eps := make([]*memoryv1.Episode, episode.MaxBatch+1)

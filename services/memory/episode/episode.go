@@ -20,6 +20,8 @@ const (
 	MaxNamespaceBytes = 128
 	// MaxSessionBytes bounds Episode.SessionID.
 	MaxSessionBytes = 128
+	// MaxSpeakerBytes bounds Episode.Speaker.
+	MaxSpeakerBytes = 128
 	// MaxMetadataEntries bounds len(Episode.Metadata).
 	MaxMetadataEntries = 32
 	// MaxMetadataKeyBytes bounds each metadata key.
@@ -100,7 +102,9 @@ type Episode struct {
 	ID        string
 	Namespace string
 	SessionID string
-	Content   string
+	// Speaker is who said or wrote it; empty when the writer gave none.
+	Speaker string
+	Content string
 	// Importance is 0..1.
 	Importance float64
 	// CreatedAt is when the episode happened; zero on write means "now".

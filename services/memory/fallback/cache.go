@@ -73,7 +73,7 @@ func sizeOf(key string, results []recall.Result) int {
 	n := entryOverhead + len(key)
 	for _, r := range results {
 		e := r.Episode
-		n += resultOverhead + len(e.ID) + len(e.Namespace) + len(e.SessionID) + len(e.Content)
+		n += resultOverhead + len(e.ID) + len(e.Namespace) + len(e.SessionID) + len(e.Speaker) + len(e.Content)
 		for k, v := range e.Metadata {
 			n += len(k) + len(v) + 32
 		}

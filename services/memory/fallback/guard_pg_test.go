@@ -106,8 +106,13 @@ func realErrors(t *testing.T) (dead map[string]error, answers map[string]error) 
 
 	conn, admin := connect(), connect()
 	pid := backend(conn)
-	time.AfterFunc(200*time.Millisecond, func() { _, _ = admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid) })
+	terminated := make(chan struct{}) // admin is used there, then closed here: in that order
+	time.AfterFunc(200*time.Millisecond, func() {
+		defer close(terminated)
+		_, _ = admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pid)
+	})
 	_, err = conn.Exec(ctx, "SELECT pg_sleep(10)")
+	<-terminated
 	dead["backend terminated by an operator"] = err
 
 	conn = connect()

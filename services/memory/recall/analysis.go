@@ -90,6 +90,17 @@ const (
 // relevance) that keeps a candidate sharing no word with the query.
 const MinContextShare = 0.15
 
+// DefaultSpeakerWeight weighs the speaker part (1 when the query names the
+// episode's speaker) against the rest (which sums to 1), when the query
+// names a speaker of the namespace; the total is then divided by 1 plus
+// this weight.
+const DefaultSpeakerWeight = 0.3
+
+// NamedSpeakerTermWeight scales the word weight of a named speaker's name:
+// it says who the question is about, which the speaker part rewards, and
+// counts a little where content mentions the name.
+const NamedSpeakerTermWeight = 0.3
+
 // DefaultTimeWeight weighs the time score against relevance (0.8),
 // importance and recency (0.1 each) when the query names a time.
 const DefaultTimeWeight = 0.8
@@ -113,4 +124,37 @@ func (w Weights) WithTime(named bool) BlendWeights {
 // Total is the weighted sum of the parts of s.
 func (w BlendWeights) Total(s Scores) float64 {
 	return w.Relevance*s.Relevance + w.Importance*s.Importance + w.Recency*s.Recency + w.Time*s.Time
+}
+
+// Contribution is how much each part of a ranked score added to its total.
+type Contribution struct {
+	OwnWords, Context, Speaker, Time, Importance, Recency float64
+}
+
+// Contributions splits each result's total into its parts, with the
+// weights the store used for q at asOf; substring answers (not weighed by
+// words, context, speaker or time) split only importance and recency.
+func Contributions(results []Result, q Query, asOf time.Time) []Contribution {
+	q = q.Normalized()
+	w := q.Weights.WithTime(q.Mode == Ranked && len(Analyze(q.Text, asOf).Windows) > 0)
+	out := make([]Contribution, len(results))
+	for i, r := range results {
+		s := r.Scores
+		den := 1.0
+		if s.SpeakerNamed {
+			den += DefaultSpeakerWeight
+		}
+		out[i] = Contribution{
+			OwnWords:   w.Relevance * s.OwnWords / den,
+			Context:    w.Relevance * s.Context / den,
+			Speaker:    DefaultSpeakerWeight * s.Speaker / den,
+			Time:       w.Time * s.Time / den,
+			Importance: w.Importance * s.Importance / den,
+			Recency:    w.Recency * s.Recency / den,
+		}
+		if q.Mode == Substring {
+			out[i].OwnWords = w.Relevance * s.Relevance
+		}
+	}
+	return out
 }

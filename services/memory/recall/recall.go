@@ -113,6 +113,8 @@ type Query struct {
 	Text      string
 	// SessionID, when set, restricts recall to one session.
 	SessionID string
+	// Speaker, when set, restricts recall to one speaker's episodes.
+	Speaker string
 	// Limit is 1..episode.MaxLimit; 0 means episode.DefaultLimit.
 	Limit int
 	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound CreatedAt.
@@ -147,7 +149,7 @@ func (q Query) Normalized() Query {
 // Filtered reports whether q restricts candidates beyond its namespace
 // (session, time range or minimum importance).
 func (q Query) Filtered() bool {
-	return q.SessionID != "" || q.CreatedAfter != nil || q.CreatedBefore != nil || q.MinImportance != nil
+	return q.SessionID != "" || q.Speaker != "" || q.CreatedAfter != nil || q.CreatedBefore != nil || q.MinImportance != nil
 }
 
 // Key is a canonical cache key of the question q asks: two queries with
@@ -190,6 +192,9 @@ func (q Query) Key() string {
 		}
 	}
 	field("session", q.SessionID)
+	if q.Speaker != "" {
+		field("speaker", q.Speaker)
+	}
 	field("limit", strconv.Itoa(q.Limit))
 	timeField("after", q.CreatedAfter)
 	timeField("before", q.CreatedBefore)
@@ -211,6 +216,11 @@ type Scores struct {
 	// Time is the closeness to a time the query names (0 when it names
 	// none).
 	Time float64
+	// Speaker is 1 when the query names the episode's speaker.
+	Speaker float64
+	// SpeakerNamed says the query named a speaker of the namespace (so the
+	// speaker part was weighed into Total).
+	SpeakerNamed bool
 }
 
 // Result is one recalled episode with its scores.
@@ -236,6 +246,9 @@ func Rescore(results []Result, q Query) []Result {
 			s := &out[i].Scores
 			s.Recency = Recency(q.AsOf.Sub(out[i].Episode.CreatedAt), q.HalfLife)
 			s.Total = w.Total(*s)
+			if s.SpeakerNamed {
+				s.Total = (s.Total + DefaultSpeakerWeight*s.Speaker) / (1 + DefaultSpeakerWeight)
+			}
 		}
 		if q.Mode == Ranked {
 			// Substring answers are ordered by importance and age, which

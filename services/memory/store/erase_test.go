@@ -109,8 +109,10 @@ func TestEraseInterruptedCompletesOnNextCall(t *testing.T) {
 	checkIndex(t, s)
 	s.eraseBatch.episodes = 0
 	rest, err := s.DeleteNamespace(testCtx(t), "cut")
-	if err != nil || rest != left {
-		t.Fatalf("second call erased %d, %v; want the %d left", rest, err, left)
+	// The server may commit the abandoned batch (of 1) even after it looked
+	// idle: then one fewer is left for the second call.
+	if err != nil || (rest != left && rest != left-1) {
+		t.Fatalf("second call erased %d, %v; want the %d left (or one less)", rest, err, left)
 	}
 	if got := count(t, s, "cut"); got != 0 {
 		t.Fatalf("%d episodes left", got)

@@ -48,6 +48,7 @@ WHERE conrelid = 'episodes'::regclass AND contype = 'c'`)
 		"namespace":  episode.MaxNamespaceBytes,
 		"session_id": episode.MaxSessionBytes,
 		"content":    episode.MaxContentBytes,
+		"speaker":    episode.MaxSpeakerBytes,
 	}
 	for col, want := range wantMax {
 		if gotMax[col] != want {
@@ -76,6 +77,7 @@ func TestWriteAtEachLimit(t *testing.T) {
 	atMax := episode.Episode{
 		Namespace: strings.Repeat("n", episode.MaxNamespaceBytes),
 		SessionID: strings.Repeat("s", episode.MaxSessionBytes),
+		Speaker:   strings.Repeat("é", episode.MaxSpeakerBytes/2),
 		Content:   strings.Repeat("word ", episode.MaxContentBytes/5) + strings.Repeat("x", episode.MaxContentBytes%5),
 		Metadata:  meta, Importance: 0.5,
 	}
@@ -87,7 +89,7 @@ func TestWriteAtEachLimit(t *testing.T) {
 		t.Fatalf("write at every maximum: %v", err)
 	}
 	got, err := s.Get(ctx, atMax.Namespace, out[0].ID)
-	if err != nil || got.Content != atMax.Content || got.SessionID != atMax.SessionID || len(got.Metadata) != len(meta) {
+	if err != nil || got.Content != atMax.Content || got.SessionID != atMax.SessionID || got.Speaker != atMax.Speaker || len(got.Metadata) != len(meta) {
 		t.Fatalf("read back: %v (content %d bytes, %d metadata entries)", err, len(got.Content), len(got.Metadata))
 	}
 	over := []struct {
@@ -96,6 +98,7 @@ func TestWriteAtEachLimit(t *testing.T) {
 	}{
 		{"namespace", func(e *episode.Episode) { e.Namespace += "n" }},
 		{"session_id", func(e *episode.Episode) { e.SessionID += "s" }},
+		{"speaker", func(e *episode.Episode) { e.Speaker += "s" }},
 		{"content", func(e *episode.Episode) { e.Content += "x" }},
 		{"metadata key", func(e *episode.Episode) {
 			e.Metadata = map[string]string{strings.Repeat("k", episode.MaxMetadataKeyBytes+1): "v"}

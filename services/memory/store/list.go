@@ -18,6 +18,8 @@ type ListQuery struct {
 	Namespace string
 	// SessionID, when set, lists one session only.
 	SessionID string
+	// Speaker, when set, lists one speaker's episodes only.
+	Speaker string
 	// CreatedAfter and CreatedBefore bound CreatedAt, both exclusive.
 	CreatedAfter, CreatedBefore *time.Time
 	// PageSize is 1..episode.MaxPageSize; 0 means episode.DefaultPageSize.
@@ -52,6 +54,10 @@ func (q ListQuery) fingerprint() uint64 {
 	}
 	if q.Descending {
 		write("desc")
+	}
+	if q.Speaker != "" { // only when set: tokens issued before the filter existed stay valid
+		write("speaker")
+		write(q.Speaker)
 	}
 	return h.Sum64()
 }
@@ -98,6 +104,9 @@ func (s *Store) List(ctx context.Context, q ListQuery) (eps []episode.Episode, n
 	where := "e.namespace = " + a.add(q.Namespace)
 	if q.SessionID != "" {
 		where += " AND e.session_id = " + a.add(q.SessionID)
+	}
+	if q.Speaker != "" {
+		where += " AND e.speaker = " + a.add(q.Speaker)
 	}
 	if q.CreatedAfter != nil {
 		where += " AND e.created_at > " + a.add(*q.CreatedAfter)

@@ -40,6 +40,9 @@ const (
 	// WindowCandidates caps the episodes a time expression adds as
 	// candidates (the latest within its reach), beside the word matches.
 	WindowCandidates = 200
+	// SpeakerRerank is how many of the best candidates are checked for a
+	// speaker the query names.
+	SpeakerRerank = 200
 )
 
 // Statement is one SQL statement with its bind arguments.
@@ -49,7 +52,8 @@ type Statement struct {
 }
 
 // resultColumns follow episodeColumns in every recall statement.
-const resultColumns = `, top.relevance, top.importance, top.recency, top.total, top.own_words, top.context, top.time_score`
+const resultColumns = `, top.relevance, top.importance, top.recency, top.total, top.own_words, top.context, top.time_score,
+	top.speaker_score, top.speaker_named`
 
 // args accumulates bind arguments and returns their $n references.
 type args []any
@@ -61,11 +65,15 @@ func (a *args) add(v any) string {
 
 // filterSQL appends the query's filters on the rows of alias (episodes or
 // postings, which share the column names); each value is a bind argument,
-// never SQL text. The session filter only applies to episodes.
+// never SQL text. The session and speaker filters only apply to episodes
+// (postings carry neither; callers route such queries through episodes).
 func filterSQL(q recall.Query, a *args, alias string) string {
 	var b strings.Builder
 	if q.SessionID != "" {
 		b.WriteString(" AND " + alias + ".session_id = " + a.add(q.SessionID))
+	}
+	if q.Speaker != "" && alias != "p" {
+		b.WriteString(" AND " + alias + ".speaker = " + a.add(q.Speaker))
 	}
 	if q.CreatedAfter != nil {
 		b.WriteString(" AND " + alias + ".created_at >= " + a.add(*q.CreatedAfter))
@@ -113,13 +121,16 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	halfLife := a.add(q.HalfLife.Seconds())
 	w := q.Weights.WithTime(len(an.Windows) > 0)
 	wRel, wImp, wRec, wTime := a.add(w.Relevance), a.add(w.Importance), a.add(w.Recency), a.add(w.Time)
+	wSpk := a.add(recall.DefaultSpeakerWeight)
 	limit := a.add(q.Limit)
 
 	var hits string
 	switch {
 	case len(an.Terms) == 0:
 		hits = `SELECT NULL::uuid AS episode_id, 0::float8 AS rel, 0::float8 AS importance, NULL::timestamptz AS created_at WHERE false`
-	case q.SessionID != "":
+	case q.SessionID != "" || q.Speaker != "":
+		// Postings know neither session nor speaker: the filtered episodes
+		// that match any term, newest first, each scored from its postings.
 		tsq := a.add(recall.TSQuery(an.Terms))
 		filters := filterSQL(q, &a, "e")
 		hits = `SELECT c.id AS episode_id, r.rel, c.importance, c.created_at
@@ -148,9 +159,10 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	seeds := a.add(ContextSeeds)
 	ctxPrev, ctxNext := a.add(recall.ContextFromPrevious), a.add(recall.ContextFromNext)
 	ctxStatement := a.add(recall.ContextAfterStatement)
-	nbFilters := filterSQL(recall.Query{CreatedAfter: q.CreatedAfter, CreatedBefore: q.CreatedBefore, MinImportance: q.MinImportance}, &a, "n")
+	nbFilters := filterSQL(recall.Query{Speaker: q.Speaker, CreatedAfter: q.CreatedAfter, CreatedBefore: q.CreatedBefore,
+		MinImportance: q.MinImportance}, &a, "n")
 	neighbour := func(cmp, order string) string {
-		return `SELECT e.id, e.importance, e.created_at FROM episodes e
+		return `SELECT e.id, e.importance, e.created_at, e.speaker FROM episodes e
 		WHERE e.namespace = ` + ns + ` AND e.session_id = s.session_id AND (e.created_at, e.id) ` + cmp + ` (s.created_at, s.episode_id)
 		ORDER BY e.created_at ` + order + `, e.id ` + order + ` LIMIT 1`
 	}
@@ -179,8 +191,17 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 			a.add(before) + `::float8[], ` + a.add(after) + `::float8[]) AS w(s, e, b, a))`
 	}
 
-	sql := `WITH terms AS MATERIALIZED (
-	SELECT t.lexeme, ln(1 + (s.episode_count - t.df + 0.5) / (t.df + 0.5)) AS idf
+	sql := `WITH named AS MATERIALIZED (
+	-- Speakers of the namespace the query names, by full name or first name.
+	SELECT sp.speaker, w.word FROM namespace_speakers sp
+	JOIN unnest(` + termsArg + `::text[]) AS w(word)
+	  ON sp.folded = w.word OR split_part(sp.folded, ' ', 1) = w.word
+	WHERE sp.namespace = ` + ns + ` AND sp.episodes > 0
+), terms AS MATERIALIZED (
+	-- A named speaker's name still counts where content mentions it, at a
+	-- fraction of its weight: it names who, not what.
+	SELECT t.lexeme, ln(1 + (s.episode_count - t.df + 0.5) / (t.df + 0.5))
+		* CASE WHEN t.lexeme IN (SELECT word FROM named) THEN ` + a.add(recall.NamedSpeakerTermWeight) + `::float8 ELSE 1 END AS idf
 	FROM namespace_stats s JOIN term_stats t ON t.namespace = s.namespace
 	WHERE s.namespace = ` + ns + ` AND t.df > 0
 	  AND t.stem = ANY (ARRAY(SELECT (ts_lexize('english_stem', u.lexeme))[1]
@@ -194,10 +215,10 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	WHERE e.session_id <> ''
 ), neighbours AS (
 	SELECT n.id AS episode_id, CASE WHEN s.question THEN s.rel ELSE ` + ctxStatement + `::float8 * s.rel END AS prev_rel,
-		0::float8 AS next_rel, n.importance, n.created_at
+		0::float8 AS next_rel, n.importance, n.created_at, n.speaker
 	FROM seeds s CROSS JOIN LATERAL (` + neighbour(">", "ASC") + `) n
 	UNION ALL
-	SELECT n.id, 0, s.rel, n.importance, n.created_at
+	SELECT n.id, 0, s.rel, n.importance, n.created_at, n.speaker
 	FROM seeds s CROSS JOIN LATERAL (` + neighbour("<", "DESC") + `) n
 ), cands AS (
 	SELECT episode_id, sum(own) AS own, sum(prev_rel) AS prev_rel, sum(next_rel) AS next_rel,
@@ -217,13 +238,22 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	SELECT parts.*, coalesce(own / nullif(max(own + ctx) OVER (), 0), 0) AS own_words,
 		coalesce(ctx / nullif(max(own + ctx) OVER (), 0), 0) AS context
 	FROM parts
-), top AS (
-	SELECT norm.*, own_words + context AS relevance,
-		` + wRel + `::float8 * (own_words + context) + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency + ` + wTime + `::float8 * time_score AS total
-	FROM norm
+), pre AS (
 	-- A neighbour that shares no word and no named time is kept only on a
 	-- real share of context (a reply to a question), not on a trace of it.
+	SELECT norm.*, ` + wRel + `::float8 * (own_words + context) + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency + ` + wTime + `::float8 * time_score AS base
+	FROM norm
 	WHERE own > 0 OR context >= ` + a.add(recall.MinContextShare) + ` OR time_score > 0
+	ORDER BY base DESC, created_at DESC, episode_id LIMIT ` + a.add(SpeakerRerank) + `
+), top AS (
+	-- The speaker part: looked up for the best candidates only, and only
+	-- when the query names a speaker.
+	SELECT pre.*, own_words + context AS relevance, sp.speaker AS speaker_score, named.present AS speaker_named,
+		(base + ` + wSpk + `::float8 * sp.speaker) / (1 + CASE WHEN named.present THEN ` + wSpk + `::float8 ELSE 0 END) AS total
+	FROM pre
+	CROSS JOIN (SELECT EXISTS (SELECT 1 FROM named) AS present) named
+	CROSS JOIN LATERAL (SELECT CASE WHEN named.present AND (SELECT e.speaker FROM episodes e
+		WHERE e.namespace = ` + ns + ` AND e.id = pre.episode_id) IN (SELECT speaker FROM named) THEN 1 ELSE 0 END::float8 AS speaker) sp
 	ORDER BY total DESC, created_at DESC, episode_id LIMIT ` + limit + `
 )
 SELECT ` + episodeColumns + resultColumns + `
@@ -265,7 +295,7 @@ func substringStatement(q recall.Query) Statement {
 	ORDER BY e.importance DESC, e.created_at DESC, e.id LIMIT ` + a.add(q.Limit) + `
 ), top AS (
 	SELECT parts.*, ` + wRel + `::float8 * relevance + ` + wImp + `::float8 * importance + ` + wRec + `::float8 * recency AS total,
-		relevance AS own_words, 0::float8 AS context, 0::float8 AS time_score
+		relevance AS own_words, 0::float8 AS context, 0::float8 AS time_score, 0::float8 AS speaker_score, false AS speaker_named
 	FROM parts
 )
 SELECT ` + episodeColumns + resultColumns + `
@@ -295,7 +325,8 @@ func (s *Store) Recall(ctx context.Context, q recall.Query) ([]recall.Result, er
 	for rows.Next() {
 		var r recall.Result
 		sc := &r.Scores
-		ep, err := scanEpisode(rows, &sc.Relevance, &sc.Importance, &sc.Recency, &sc.Total, &sc.OwnWords, &sc.Context, &sc.Time)
+		ep, err := scanEpisode(rows, &sc.Relevance, &sc.Importance, &sc.Recency, &sc.Total, &sc.OwnWords, &sc.Context, &sc.Time,
+			&sc.Speaker, &sc.SpeakerNamed)
 		if err != nil {
 			return nil, fmt.Errorf("recall %q: %w", q.Namespace, err)
 		}

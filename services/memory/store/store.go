@@ -69,7 +69,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // episodeColumns is what every read returns, in scanEpisode's order.
 const episodeColumns = `e.namespace, e.id::text, e.session_id, e.content, e.importance, e.created_at, e.metadata,
-	e.affect_valence, e.affect_arousal, e.affect_intensity, e.access_count, e.last_accessed_at`
+	e.affect_valence, e.affect_arousal, e.affect_intensity, e.access_count, e.last_accessed_at, e.speaker`
 
 func scanEpisode(row pgx.Row, extra ...any) (episode.Episode, error) {
 	var (
@@ -79,7 +79,7 @@ func scanEpisode(row pgx.Row, extra ...any) (episode.Episode, error) {
 		last       *time.Time
 	)
 	dest := append([]any{&ep.Namespace, &ep.ID, &ep.SessionID, &ep.Content, &ep.Importance, &ep.CreatedAt, &meta,
-		&va, &ar, &in, &ep.AccessCount, &last}, extra...)
+		&va, &ar, &in, &ep.AccessCount, &last, &ep.Speaker}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return episode.Episode{}, err
 	}
@@ -121,6 +121,7 @@ func storable(i int, ep episode.Episode) error {
 	}{
 		{"namespace", ep.Namespace, episode.MaxNamespaceBytes},
 		{"session_id", ep.SessionID, episode.MaxSessionBytes},
+		{"speaker", ep.Speaker, episode.MaxSpeakerBytes},
 		{"content", ep.Content, episode.MaxContentBytes},
 	}
 	for _, c := range checks {
@@ -181,13 +182,14 @@ func queueStatementTimeout(ctx context.Context, batch *pgx.Batch) bool {
 // transaction time; a retry of it keeps the stored created_at, access count
 // and last access.
 const writeSQL = `INSERT INTO episodes AS e (namespace, id, session_id, content, importance, created_at, metadata,
-	affect_valence, affect_arousal, affect_intensity)
-SELECT r.ns, r.id, r.sess, r.content, r.imp, coalesce(r.created, now()), r.meta::jsonb, r.av, r.aa, r.ai
+	affect_valence, affect_arousal, affect_intensity, speaker)
+SELECT r.ns, r.id, r.sess, r.content, r.imp, coalesce(r.created, now()), r.meta::jsonb, r.av, r.aa, r.ai, r.speaker
 FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::timestamptz[], $7::text[],
-	$8::float8[], $9::float8[], $10::float8[]) AS r(ns, id, sess, content, imp, created, meta, av, aa, ai)
+	$8::float8[], $9::float8[], $10::float8[], $11::text[]) AS r(ns, id, sess, content, imp, created, meta, av, aa, ai, speaker)
 ORDER BY r.ns, r.id
 ON CONFLICT (namespace, id) DO UPDATE SET
 	session_id = excluded.session_id, content = excluded.content, importance = excluded.importance,
+	speaker = excluded.speaker,
 	created_at = CASE WHEN excluded.created_at = now() THEN e.created_at ELSE excluded.created_at END,
 	metadata = excluded.metadata, affect_valence = excluded.affect_valence,
 	affect_arousal = excluded.affect_arousal, affect_intensity = excluded.affect_intensity
@@ -205,6 +207,7 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 	n := len(eps)
 	var (
 		nss, ids, sessions, contents, metas = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		speakers                            = make([]string, 0, n)
 		imps                                = make([]float64, 0, n)
 		created                             = make([]*time.Time, 0, n)
 		va, aa, ai                          = make([]*float64, 0, n), make([]*float64, 0, n), make([]*float64, 0, n)
@@ -246,16 +249,17 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 		if j, dup := slot[keys[i]]; dup {
 			// Last occurrence wins; ON CONFLICT cannot touch a row twice.
 			sessions[j], contents[j], imps[j], created[j], metas[j] = ep.SessionID, ep.Content, ep.Importance, at, string(mj)
-			va[j], aa[j], ai[j] = v, ar, in
+			va[j], aa[j], ai[j], speakers[j] = v, ar, in, ep.Speaker
 			continue
 		}
 		slot[keys[i]] = len(nss)
 		nss, ids, sessions, contents = append(nss, ep.Namespace), append(ids, id), append(sessions, ep.SessionID), append(contents, ep.Content)
 		imps, created, metas = append(imps, ep.Importance), append(created, at), append(metas, string(mj))
 		va, aa, ai = append(va, v), append(aa, ar), append(ai, in)
+		speakers = append(speakers, ep.Speaker)
 	}
 
-	stored, err := s.writeTx(ctx, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
+	stored, err := s.writeTx(ctx, nss, ids, sessions, contents, imps, created, metas, va, aa, ai, speakers)
 	if err != nil {
 		return nil, fmt.Errorf("write %d episodes: %w", len(eps), err)
 	}
@@ -279,7 +283,7 @@ func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Epi
 // apart: PostgreSQL commits it at the end of the batch, even after the
 // client gave up on it.
 func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []string, imps []float64,
-	created []*time.Time, metas []string, va, aa, ai []*float64) (map[string]episode.Episode, error) {
+	created []*time.Time, metas []string, va, aa, ai []*float64, speakers []string) (map[string]episode.Episode, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -291,7 +295,7 @@ func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []stri
 	// First, so the upsert runs under it (until the transaction ends).
 	timed := queueStatementTimeout(ctx, batch)
 	batch.Queue(lockNamespacesSQL, nss)
-	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai)
+	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai, speakers)
 	br := tx.SendBatch(ctx, batch)
 	stored := make(map[string]episode.Episode, len(nss))
 	err = func() error {

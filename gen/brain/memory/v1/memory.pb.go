@@ -291,8 +291,14 @@ type Episode struct {
 	AccessCount int64 `protobuf:"varint,9,opt,name=access_count,json=accessCount,proto3" json:"access_count,omitempty"`
 	// When it was last accessed (server-kept; ignored on write). Unset when never.
 	LastAccessedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_accessed_at,json=lastAccessedAt,proto3" json:"last_accessed_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Who said or wrote the episode: a participant's name, "user", an agent's
+	// name. Optional; at most 128 bytes of UTF-8, no control characters. A
+	// client that has it puts the speaker here and only the utterance in
+	// content: recall then prefers a speaker's episodes when a query names
+	// them ("What did Nate cook?").
+	Speaker       string `protobuf:"bytes,11,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Episode) Reset() {
@@ -393,6 +399,13 @@ func (x *Episode) GetLastAccessedAt() *timestamppb.Timestamp {
 		return x.LastAccessedAt
 	}
 	return nil
+}
+
+func (x *Episode) GetSpeaker() string {
+	if x != nil {
+		return x.Speaker
+	}
+	return ""
 }
 
 // WriteEpisodesRequest carries a batch to store atomically.
@@ -584,8 +597,10 @@ type RecallRequest struct {
 	// Recency half-life: an episode this old scores recency 0.5. 1 s..10 years;
 	// unset means 7 days.
 	RecencyHalfLife *durationpb.Duration `protobuf:"bytes,11,opt,name=recency_half_life,json=recencyHalfLife,proto3" json:"recency_half_life,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When set, only episodes of this speaker (exact match, at most 128 bytes).
+	Speaker       string `protobuf:"bytes,12,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecallRequest) Reset() {
@@ -695,17 +710,39 @@ func (x *RecallRequest) GetRecencyHalfLife() *durationpb.Duration {
 	return nil
 }
 
+func (x *RecallRequest) GetSpeaker() string {
+	if x != nil {
+		return x.Speaker
+	}
+	return ""
+}
+
 // RecallScores explains a ranked score. Each part is 0..1.
 type RecallScores struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Text relevance, normalised so the best match of the query scores near 1.
+	// Text relevance, normalised so the best match of the query scores near 1:
+	// own_words + context.
 	Relevance float64 `protobuf:"fixed64,1,opt,name=relevance,proto3" json:"relevance,omitempty"`
 	// The episode's importance.
 	Importance float64 `protobuf:"fixed64,2,opt,name=importance,proto3" json:"importance,omitempty"`
 	// exp(-ln2 * age / half_life), age measured from as_of.
 	Recency float64 `protobuf:"fixed64,3,opt,name=recency,proto3" json:"recency,omitempty"`
-	// Weighted sum of the parts with the request's weights (normalised to sum 1).
-	Total         float64 `protobuf:"fixed64,4,opt,name=total,proto3" json:"total,omitempty"`
+	// Weighted sum of the parts (see contributions).
+	Total float64 `protobuf:"fixed64,4,opt,name=total,proto3" json:"total,omitempty"`
+	// The part of relevance from the episode's own words.
+	OwnWords float64 `protobuf:"fixed64,5,opt,name=own_words,json=ownWords,proto3" json:"own_words,omitempty"`
+	// The part of relevance from the words of the episodes just before and
+	// after it in its session (an answer rarely repeats its question's words).
+	Context float64 `protobuf:"fixed64,6,opt,name=context,proto3" json:"context,omitempty"`
+	// 1 when the query names the episode's speaker, else 0.
+	Speaker float64 `protobuf:"fixed64,7,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	// Closeness of created_at to a time the query names ("last week", "on 24
+	// May, 2023"): 1 inside it, decaying outside; 0 when the query names none.
+	Time float64 `protobuf:"fixed64,8,opt,name=time,proto3" json:"time,omitempty"`
+	// How much each part added to total: its weight times its score. The
+	// weights are the request's (normalised), plus fixed ones for speaker and
+	// time when the query names a speaker or a time.
+	Contributions *RecallContributions `protobuf:"bytes,9,opt,name=contributions,proto3" json:"contributions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +805,133 @@ func (x *RecallScores) GetTotal() float64 {
 	return 0
 }
 
+func (x *RecallScores) GetOwnWords() float64 {
+	if x != nil {
+		return x.OwnWords
+	}
+	return 0
+}
+
+func (x *RecallScores) GetContext() float64 {
+	if x != nil {
+		return x.Context
+	}
+	return 0
+}
+
+func (x *RecallScores) GetSpeaker() float64 {
+	if x != nil {
+		return x.Speaker
+	}
+	return 0
+}
+
+func (x *RecallScores) GetTime() float64 {
+	if x != nil {
+		return x.Time
+	}
+	return 0
+}
+
+func (x *RecallScores) GetContributions() *RecallContributions {
+	if x != nil {
+		return x.Contributions
+	}
+	return nil
+}
+
+// RecallContributions splits RecallScores.total into its parts; they sum to
+// total.
+type RecallContributions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// From the episode's own words.
+	OwnWords float64 `protobuf:"fixed64,1,opt,name=own_words,json=ownWords,proto3" json:"own_words,omitempty"`
+	// From its session neighbours' words.
+	Context float64 `protobuf:"fixed64,2,opt,name=context,proto3" json:"context,omitempty"`
+	// From being said by a speaker the query names.
+	Speaker float64 `protobuf:"fixed64,3,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	// From closeness to a time the query names.
+	Time float64 `protobuf:"fixed64,4,opt,name=time,proto3" json:"time,omitempty"`
+	// From importance.
+	Importance float64 `protobuf:"fixed64,5,opt,name=importance,proto3" json:"importance,omitempty"`
+	// From recency.
+	Recency       float64 `protobuf:"fixed64,6,opt,name=recency,proto3" json:"recency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecallContributions) Reset() {
+	*x = RecallContributions{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecallContributions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecallContributions) ProtoMessage() {}
+
+func (x *RecallContributions) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecallContributions.ProtoReflect.Descriptor instead.
+func (*RecallContributions) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RecallContributions) GetOwnWords() float64 {
+	if x != nil {
+		return x.OwnWords
+	}
+	return 0
+}
+
+func (x *RecallContributions) GetContext() float64 {
+	if x != nil {
+		return x.Context
+	}
+	return 0
+}
+
+func (x *RecallContributions) GetSpeaker() float64 {
+	if x != nil {
+		return x.Speaker
+	}
+	return 0
+}
+
+func (x *RecallContributions) GetTime() float64 {
+	if x != nil {
+		return x.Time
+	}
+	return 0
+}
+
+func (x *RecallContributions) GetImportance() float64 {
+	if x != nil {
+		return x.Importance
+	}
+	return 0
+}
+
+func (x *RecallContributions) GetRecency() float64 {
+	if x != nil {
+		return x.Recency
+	}
+	return 0
+}
+
 // RecalledEpisode is one recall result.
 type RecalledEpisode struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -781,7 +945,7 @@ type RecalledEpisode struct {
 
 func (x *RecalledEpisode) Reset() {
 	*x = RecalledEpisode{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[7]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +957,7 @@ func (x *RecalledEpisode) String() string {
 func (*RecalledEpisode) ProtoMessage() {}
 
 func (x *RecalledEpisode) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[7]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +970,7 @@ func (x *RecalledEpisode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecalledEpisode.ProtoReflect.Descriptor instead.
 func (*RecalledEpisode) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{7}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RecalledEpisode) GetEpisode() *Episode {
@@ -844,7 +1008,7 @@ type RecallResponse struct {
 
 func (x *RecallResponse) Reset() {
 	*x = RecallResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[8]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1020,7 @@ func (x *RecallResponse) String() string {
 func (*RecallResponse) ProtoMessage() {}
 
 func (x *RecallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[8]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1033,7 @@ func (x *RecallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecallResponse.ProtoReflect.Descriptor instead.
 func (*RecallResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{8}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RecallResponse) GetEpisodes() []*RecalledEpisode {
@@ -927,7 +1091,7 @@ type GetEpisodeRequest struct {
 
 func (x *GetEpisodeRequest) Reset() {
 	*x = GetEpisodeRequest{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[9]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -939,7 +1103,7 @@ func (x *GetEpisodeRequest) String() string {
 func (*GetEpisodeRequest) ProtoMessage() {}
 
 func (x *GetEpisodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[9]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -952,7 +1116,7 @@ func (x *GetEpisodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEpisodeRequest.ProtoReflect.Descriptor instead.
 func (*GetEpisodeRequest) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{9}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetEpisodeRequest) GetNamespace() string {
@@ -980,7 +1144,7 @@ type GetEpisodeResponse struct {
 
 func (x *GetEpisodeResponse) Reset() {
 	*x = GetEpisodeResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[10]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1156,7 @@ func (x *GetEpisodeResponse) String() string {
 func (*GetEpisodeResponse) ProtoMessage() {}
 
 func (x *GetEpisodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[10]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1169,7 @@ func (x *GetEpisodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEpisodeResponse.ProtoReflect.Descriptor instead.
 func (*GetEpisodeResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{10}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetEpisodeResponse) GetEpisode() *Episode {
@@ -1032,14 +1196,16 @@ type ListEpisodesRequest struct {
 	// first page. Must be used with the same filters.
 	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// False (default): oldest first. True: newest first.
-	Descending    bool `protobuf:"varint,7,opt,name=descending,proto3" json:"descending,omitempty"`
+	Descending bool `protobuf:"varint,7,opt,name=descending,proto3" json:"descending,omitempty"`
+	// When set, only episodes of this speaker (exact match, at most 128 bytes).
+	Speaker       string `protobuf:"bytes,8,opt,name=speaker,proto3" json:"speaker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListEpisodesRequest) Reset() {
 	*x = ListEpisodesRequest{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[11]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1217,7 @@ func (x *ListEpisodesRequest) String() string {
 func (*ListEpisodesRequest) ProtoMessage() {}
 
 func (x *ListEpisodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[11]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1230,7 @@ func (x *ListEpisodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEpisodesRequest.ProtoReflect.Descriptor instead.
 func (*ListEpisodesRequest) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{11}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListEpisodesRequest) GetNamespace() string {
@@ -1116,6 +1282,13 @@ func (x *ListEpisodesRequest) GetDescending() bool {
 	return false
 }
 
+func (x *ListEpisodesRequest) GetSpeaker() string {
+	if x != nil {
+		return x.Speaker
+	}
+	return ""
+}
+
 // ListEpisodesResponse is one page.
 type ListEpisodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1129,7 +1302,7 @@ type ListEpisodesResponse struct {
 
 func (x *ListEpisodesResponse) Reset() {
 	*x = ListEpisodesResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[12]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1314,7 @@ func (x *ListEpisodesResponse) String() string {
 func (*ListEpisodesResponse) ProtoMessage() {}
 
 func (x *ListEpisodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[12]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1327,7 @@ func (x *ListEpisodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEpisodesResponse.ProtoReflect.Descriptor instead.
 func (*ListEpisodesResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{12}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListEpisodesResponse) GetEpisodes() []*Episode {
@@ -1186,7 +1359,7 @@ type RecordAccessRequest struct {
 
 func (x *RecordAccessRequest) Reset() {
 	*x = RecordAccessRequest{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[13]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1371,7 @@ func (x *RecordAccessRequest) String() string {
 func (*RecordAccessRequest) ProtoMessage() {}
 
 func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[13]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1384,7 @@ func (x *RecordAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessRequest.ProtoReflect.Descriptor instead.
 func (*RecordAccessRequest) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{13}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecordAccessRequest) GetNamespace() string {
@@ -1246,7 +1419,7 @@ type RecordAccessResponse struct {
 
 func (x *RecordAccessResponse) Reset() {
 	*x = RecordAccessResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[14]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1431,7 @@ func (x *RecordAccessResponse) String() string {
 func (*RecordAccessResponse) ProtoMessage() {}
 
 func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[14]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1444,7 @@ func (x *RecordAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAccessResponse.ProtoReflect.Descriptor instead.
 func (*RecordAccessResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{14}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RecordAccessResponse) GetUpdated() int32 {
@@ -1297,7 +1470,7 @@ type DeleteEpisodeRequest struct {
 
 func (x *DeleteEpisodeRequest) Reset() {
 	*x = DeleteEpisodeRequest{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[15]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1482,7 @@ func (x *DeleteEpisodeRequest) String() string {
 func (*DeleteEpisodeRequest) ProtoMessage() {}
 
 func (x *DeleteEpisodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[15]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1495,7 @@ func (x *DeleteEpisodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEpisodeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEpisodeRequest) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{15}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteEpisodeRequest) GetNamespace() string {
@@ -1350,7 +1523,7 @@ type DeleteEpisodeResponse struct {
 
 func (x *DeleteEpisodeResponse) Reset() {
 	*x = DeleteEpisodeResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[16]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1535,7 @@ func (x *DeleteEpisodeResponse) String() string {
 func (*DeleteEpisodeResponse) ProtoMessage() {}
 
 func (x *DeleteEpisodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[16]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1548,7 @@ func (x *DeleteEpisodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEpisodeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEpisodeResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{16}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteEpisodeResponse) GetDeleted() bool {
@@ -1399,7 +1572,7 @@ type DeleteNamespaceRequest struct {
 
 func (x *DeleteNamespaceRequest) Reset() {
 	*x = DeleteNamespaceRequest{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[17]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1584,7 @@ func (x *DeleteNamespaceRequest) String() string {
 func (*DeleteNamespaceRequest) ProtoMessage() {}
 
 func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[17]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1597,7 @@ func (x *DeleteNamespaceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNamespaceRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNamespaceRequest) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{17}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteNamespaceRequest) GetNamespace() string {
@@ -1445,7 +1618,7 @@ type DeleteNamespaceResponse struct {
 
 func (x *DeleteNamespaceResponse) Reset() {
 	*x = DeleteNamespaceResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[18]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1630,7 @@ func (x *DeleteNamespaceResponse) String() string {
 func (*DeleteNamespaceResponse) ProtoMessage() {}
 
 func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[18]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1643,7 @@ func (x *DeleteNamespaceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNamespaceResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNamespaceResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{18}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteNamespaceResponse) GetDeleted() int64 {
@@ -1492,7 +1665,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[19]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1677,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[19]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1690,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{19}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetStatsRequest) GetNamespace() string {
@@ -1546,7 +1719,7 @@ type PoolStats struct {
 
 func (x *PoolStats) Reset() {
 	*x = PoolStats{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[20]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1731,7 @@ func (x *PoolStats) String() string {
 func (*PoolStats) ProtoMessage() {}
 
 func (x *PoolStats) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[20]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1744,7 @@ func (x *PoolStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolStats.ProtoReflect.Descriptor instead.
 func (*PoolStats) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{20}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PoolStats) GetTotalConns() int32 {
@@ -1635,7 +1808,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[21]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1820,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_memory_v1_memory_proto_msgTypes[21]
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1833,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{21}
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetStatsResponse) GetEpisodeCount() int64 {
@@ -1727,7 +1900,7 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\x06Affect\x12\x18\n" +
 	"\avalence\x18\x01 \x01(\x01R\avalence\x12\x18\n" +
 	"\aarousal\x18\x02 \x01(\x01R\aarousal\x12\x1c\n" +
-	"\tintensity\x18\x03 \x01(\x01R\tintensity\"\xfa\x03\n" +
+	"\tintensity\x18\x03 \x01(\x01R\tintensity\"\x94\x04\n" +
 	"\aEpisode\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x1d\n" +
@@ -1743,7 +1916,8 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\x06affect\x18\b \x01(\v2\x17.brain.memory.v1.AffectR\x06affect\x12!\n" +
 	"\faccess_count\x18\t \x01(\x03R\vaccessCount\x12D\n" +
 	"\x10last_accessed_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x0elastAccessedAt\x1a;\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0elastAccessedAt\x12\x18\n" +
+	"\aspeaker\x18\v \x01(\tR\aspeaker\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
@@ -1757,7 +1931,7 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\n" +
 	"importance\x18\x02 \x01(\x01R\n" +
 	"importance\x12\x18\n" +
-	"\arecency\x18\x03 \x01(\x01R\arecency\"\x9f\x04\n" +
+	"\arecency\x18\x03 \x01(\x01R\arecency\"\xb9\x04\n" +
 	"\rRecallRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x14\n" +
@@ -1771,15 +1945,30 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\x05as_of\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x128\n" +
 	"\aweights\x18\n" +
 	" \x01(\v2\x1e.brain.memory.v1.RecallWeightsR\aweights\x12E\n" +
-	"\x11recency_half_life\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0frecencyHalfLifeB\x11\n" +
-	"\x0f_min_importance\"|\n" +
+	"\x11recency_half_life\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0frecencyHalfLife\x12\x18\n" +
+	"\aspeaker\x18\f \x01(\tR\aspeakerB\x11\n" +
+	"\x0f_min_importance\"\xad\x02\n" +
 	"\fRecallScores\x12\x1c\n" +
 	"\trelevance\x18\x01 \x01(\x01R\trelevance\x12\x1e\n" +
 	"\n" +
 	"importance\x18\x02 \x01(\x01R\n" +
 	"importance\x12\x18\n" +
 	"\arecency\x18\x03 \x01(\x01R\arecency\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x01R\x05total\"|\n" +
+	"\x05total\x18\x04 \x01(\x01R\x05total\x12\x1b\n" +
+	"\town_words\x18\x05 \x01(\x01R\bownWords\x12\x18\n" +
+	"\acontext\x18\x06 \x01(\x01R\acontext\x12\x18\n" +
+	"\aspeaker\x18\a \x01(\x01R\aspeaker\x12\x12\n" +
+	"\x04time\x18\b \x01(\x01R\x04time\x12J\n" +
+	"\rcontributions\x18\t \x01(\v2$.brain.memory.v1.RecallContributionsR\rcontributions\"\xb4\x01\n" +
+	"\x13RecallContributions\x12\x1b\n" +
+	"\town_words\x18\x01 \x01(\x01R\bownWords\x12\x18\n" +
+	"\acontext\x18\x02 \x01(\x01R\acontext\x12\x18\n" +
+	"\aspeaker\x18\x03 \x01(\x01R\aspeaker\x12\x12\n" +
+	"\x04time\x18\x04 \x01(\x01R\x04time\x12\x1e\n" +
+	"\n" +
+	"importance\x18\x05 \x01(\x01R\n" +
+	"importance\x12\x18\n" +
+	"\arecency\x18\x06 \x01(\x01R\arecency\"|\n" +
 	"\x0fRecalledEpisode\x122\n" +
 	"\aepisode\x18\x01 \x01(\v2\x18.brain.memory.v1.EpisodeR\aepisode\x125\n" +
 	"\x06scores\x18\x02 \x01(\v2\x1d.brain.memory.v1.RecallScoresR\x06scores\"\xb3\x02\n" +
@@ -1794,7 +1983,7 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"H\n" +
 	"\x12GetEpisodeResponse\x122\n" +
-	"\aepisode\x18\x01 \x01(\v2\x18.brain.memory.v1.EpisodeR\aepisode\"\xb2\x02\n" +
+	"\aepisode\x18\x01 \x01(\v2\x18.brain.memory.v1.EpisodeR\aepisode\"\xcc\x02\n" +
 	"\x13ListEpisodesRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1d\n" +
 	"\n" +
@@ -1806,7 +1995,8 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x1e\n" +
 	"\n" +
 	"descending\x18\a \x01(\bR\n" +
-	"descending\"t\n" +
+	"descending\x12\x18\n" +
+	"\aspeaker\x18\b \x01(\tR\aspeaker\"t\n" +
 	"\x14ListEpisodesResponse\x124\n" +
 	"\bepisodes\x18\x01 \x03(\v2\x18.brain.memory.v1.EpisodeR\bepisodes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x82\x01\n" +
@@ -1882,7 +2072,7 @@ func file_brain_memory_v1_memory_proto_rawDescGZIP() []byte {
 }
 
 var file_brain_memory_v1_memory_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_brain_memory_v1_memory_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_brain_memory_v1_memory_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_brain_memory_v1_memory_proto_goTypes = []any{
 	(MatchMode)(0),                  // 0: brain.memory.v1.MatchMode
 	(RecallSource)(0),               // 1: brain.memory.v1.RecallSource
@@ -1894,72 +2084,74 @@ var file_brain_memory_v1_memory_proto_goTypes = []any{
 	(*RecallWeights)(nil),           // 7: brain.memory.v1.RecallWeights
 	(*RecallRequest)(nil),           // 8: brain.memory.v1.RecallRequest
 	(*RecallScores)(nil),            // 9: brain.memory.v1.RecallScores
-	(*RecalledEpisode)(nil),         // 10: brain.memory.v1.RecalledEpisode
-	(*RecallResponse)(nil),          // 11: brain.memory.v1.RecallResponse
-	(*GetEpisodeRequest)(nil),       // 12: brain.memory.v1.GetEpisodeRequest
-	(*GetEpisodeResponse)(nil),      // 13: brain.memory.v1.GetEpisodeResponse
-	(*ListEpisodesRequest)(nil),     // 14: brain.memory.v1.ListEpisodesRequest
-	(*ListEpisodesResponse)(nil),    // 15: brain.memory.v1.ListEpisodesResponse
-	(*RecordAccessRequest)(nil),     // 16: brain.memory.v1.RecordAccessRequest
-	(*RecordAccessResponse)(nil),    // 17: brain.memory.v1.RecordAccessResponse
-	(*DeleteEpisodeRequest)(nil),    // 18: brain.memory.v1.DeleteEpisodeRequest
-	(*DeleteEpisodeResponse)(nil),   // 19: brain.memory.v1.DeleteEpisodeResponse
-	(*DeleteNamespaceRequest)(nil),  // 20: brain.memory.v1.DeleteNamespaceRequest
-	(*DeleteNamespaceResponse)(nil), // 21: brain.memory.v1.DeleteNamespaceResponse
-	(*GetStatsRequest)(nil),         // 22: brain.memory.v1.GetStatsRequest
-	(*PoolStats)(nil),               // 23: brain.memory.v1.PoolStats
-	(*GetStatsResponse)(nil),        // 24: brain.memory.v1.GetStatsResponse
-	nil,                             // 25: brain.memory.v1.Episode.MetadataEntry
-	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 27: google.protobuf.Duration
+	(*RecallContributions)(nil),     // 10: brain.memory.v1.RecallContributions
+	(*RecalledEpisode)(nil),         // 11: brain.memory.v1.RecalledEpisode
+	(*RecallResponse)(nil),          // 12: brain.memory.v1.RecallResponse
+	(*GetEpisodeRequest)(nil),       // 13: brain.memory.v1.GetEpisodeRequest
+	(*GetEpisodeResponse)(nil),      // 14: brain.memory.v1.GetEpisodeResponse
+	(*ListEpisodesRequest)(nil),     // 15: brain.memory.v1.ListEpisodesRequest
+	(*ListEpisodesResponse)(nil),    // 16: brain.memory.v1.ListEpisodesResponse
+	(*RecordAccessRequest)(nil),     // 17: brain.memory.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),    // 18: brain.memory.v1.RecordAccessResponse
+	(*DeleteEpisodeRequest)(nil),    // 19: brain.memory.v1.DeleteEpisodeRequest
+	(*DeleteEpisodeResponse)(nil),   // 20: brain.memory.v1.DeleteEpisodeResponse
+	(*DeleteNamespaceRequest)(nil),  // 21: brain.memory.v1.DeleteNamespaceRequest
+	(*DeleteNamespaceResponse)(nil), // 22: brain.memory.v1.DeleteNamespaceResponse
+	(*GetStatsRequest)(nil),         // 23: brain.memory.v1.GetStatsRequest
+	(*PoolStats)(nil),               // 24: brain.memory.v1.PoolStats
+	(*GetStatsResponse)(nil),        // 25: brain.memory.v1.GetStatsResponse
+	nil,                             // 26: brain.memory.v1.Episode.MetadataEntry
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
 }
 var file_brain_memory_v1_memory_proto_depIdxs = []int32{
-	26, // 0: brain.memory.v1.Episode.created_at:type_name -> google.protobuf.Timestamp
-	25, // 1: brain.memory.v1.Episode.metadata:type_name -> brain.memory.v1.Episode.MetadataEntry
+	27, // 0: brain.memory.v1.Episode.created_at:type_name -> google.protobuf.Timestamp
+	26, // 1: brain.memory.v1.Episode.metadata:type_name -> brain.memory.v1.Episode.MetadataEntry
 	3,  // 2: brain.memory.v1.Episode.affect:type_name -> brain.memory.v1.Affect
-	26, // 3: brain.memory.v1.Episode.last_accessed_at:type_name -> google.protobuf.Timestamp
+	27, // 3: brain.memory.v1.Episode.last_accessed_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: brain.memory.v1.WriteEpisodesRequest.episodes:type_name -> brain.memory.v1.Episode
 	4,  // 5: brain.memory.v1.WriteEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
-	26, // 6: brain.memory.v1.RecallRequest.created_after:type_name -> google.protobuf.Timestamp
-	26, // 7: brain.memory.v1.RecallRequest.created_before:type_name -> google.protobuf.Timestamp
+	27, // 6: brain.memory.v1.RecallRequest.created_after:type_name -> google.protobuf.Timestamp
+	27, // 7: brain.memory.v1.RecallRequest.created_before:type_name -> google.protobuf.Timestamp
 	0,  // 8: brain.memory.v1.RecallRequest.match:type_name -> brain.memory.v1.MatchMode
-	26, // 9: brain.memory.v1.RecallRequest.as_of:type_name -> google.protobuf.Timestamp
+	27, // 9: brain.memory.v1.RecallRequest.as_of:type_name -> google.protobuf.Timestamp
 	7,  // 10: brain.memory.v1.RecallRequest.weights:type_name -> brain.memory.v1.RecallWeights
-	27, // 11: brain.memory.v1.RecallRequest.recency_half_life:type_name -> google.protobuf.Duration
-	4,  // 12: brain.memory.v1.RecalledEpisode.episode:type_name -> brain.memory.v1.Episode
-	9,  // 13: brain.memory.v1.RecalledEpisode.scores:type_name -> brain.memory.v1.RecallScores
-	10, // 14: brain.memory.v1.RecallResponse.episodes:type_name -> brain.memory.v1.RecalledEpisode
-	1,  // 15: brain.memory.v1.RecallResponse.source:type_name -> brain.memory.v1.RecallSource
-	27, // 16: brain.memory.v1.RecallResponse.cache_age:type_name -> google.protobuf.Duration
-	26, // 17: brain.memory.v1.RecallResponse.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 18: brain.memory.v1.GetEpisodeResponse.episode:type_name -> brain.memory.v1.Episode
-	26, // 19: brain.memory.v1.ListEpisodesRequest.created_after:type_name -> google.protobuf.Timestamp
-	26, // 20: brain.memory.v1.ListEpisodesRequest.created_before:type_name -> google.protobuf.Timestamp
-	4,  // 21: brain.memory.v1.ListEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
-	26, // 22: brain.memory.v1.RecordAccessRequest.accessed_at:type_name -> google.protobuf.Timestamp
-	23, // 23: brain.memory.v1.GetStatsResponse.pool:type_name -> brain.memory.v1.PoolStats
-	2,  // 24: brain.memory.v1.GetStatsResponse.breaker:type_name -> brain.memory.v1.BreakerState
-	5,  // 25: brain.memory.v1.MemoryService.WriteEpisodes:input_type -> brain.memory.v1.WriteEpisodesRequest
-	8,  // 26: brain.memory.v1.MemoryService.Recall:input_type -> brain.memory.v1.RecallRequest
-	12, // 27: brain.memory.v1.MemoryService.GetEpisode:input_type -> brain.memory.v1.GetEpisodeRequest
-	14, // 28: brain.memory.v1.MemoryService.ListEpisodes:input_type -> brain.memory.v1.ListEpisodesRequest
-	16, // 29: brain.memory.v1.MemoryService.RecordAccess:input_type -> brain.memory.v1.RecordAccessRequest
-	18, // 30: brain.memory.v1.MemoryService.DeleteEpisode:input_type -> brain.memory.v1.DeleteEpisodeRequest
-	20, // 31: brain.memory.v1.MemoryService.DeleteNamespace:input_type -> brain.memory.v1.DeleteNamespaceRequest
-	22, // 32: brain.memory.v1.MemoryService.GetStats:input_type -> brain.memory.v1.GetStatsRequest
-	6,  // 33: brain.memory.v1.MemoryService.WriteEpisodes:output_type -> brain.memory.v1.WriteEpisodesResponse
-	11, // 34: brain.memory.v1.MemoryService.Recall:output_type -> brain.memory.v1.RecallResponse
-	13, // 35: brain.memory.v1.MemoryService.GetEpisode:output_type -> brain.memory.v1.GetEpisodeResponse
-	15, // 36: brain.memory.v1.MemoryService.ListEpisodes:output_type -> brain.memory.v1.ListEpisodesResponse
-	17, // 37: brain.memory.v1.MemoryService.RecordAccess:output_type -> brain.memory.v1.RecordAccessResponse
-	19, // 38: brain.memory.v1.MemoryService.DeleteEpisode:output_type -> brain.memory.v1.DeleteEpisodeResponse
-	21, // 39: brain.memory.v1.MemoryService.DeleteNamespace:output_type -> brain.memory.v1.DeleteNamespaceResponse
-	24, // 40: brain.memory.v1.MemoryService.GetStats:output_type -> brain.memory.v1.GetStatsResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	28, // 11: brain.memory.v1.RecallRequest.recency_half_life:type_name -> google.protobuf.Duration
+	10, // 12: brain.memory.v1.RecallScores.contributions:type_name -> brain.memory.v1.RecallContributions
+	4,  // 13: brain.memory.v1.RecalledEpisode.episode:type_name -> brain.memory.v1.Episode
+	9,  // 14: brain.memory.v1.RecalledEpisode.scores:type_name -> brain.memory.v1.RecallScores
+	11, // 15: brain.memory.v1.RecallResponse.episodes:type_name -> brain.memory.v1.RecalledEpisode
+	1,  // 16: brain.memory.v1.RecallResponse.source:type_name -> brain.memory.v1.RecallSource
+	28, // 17: brain.memory.v1.RecallResponse.cache_age:type_name -> google.protobuf.Duration
+	27, // 18: brain.memory.v1.RecallResponse.as_of:type_name -> google.protobuf.Timestamp
+	4,  // 19: brain.memory.v1.GetEpisodeResponse.episode:type_name -> brain.memory.v1.Episode
+	27, // 20: brain.memory.v1.ListEpisodesRequest.created_after:type_name -> google.protobuf.Timestamp
+	27, // 21: brain.memory.v1.ListEpisodesRequest.created_before:type_name -> google.protobuf.Timestamp
+	4,  // 22: brain.memory.v1.ListEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
+	27, // 23: brain.memory.v1.RecordAccessRequest.accessed_at:type_name -> google.protobuf.Timestamp
+	24, // 24: brain.memory.v1.GetStatsResponse.pool:type_name -> brain.memory.v1.PoolStats
+	2,  // 25: brain.memory.v1.GetStatsResponse.breaker:type_name -> brain.memory.v1.BreakerState
+	5,  // 26: brain.memory.v1.MemoryService.WriteEpisodes:input_type -> brain.memory.v1.WriteEpisodesRequest
+	8,  // 27: brain.memory.v1.MemoryService.Recall:input_type -> brain.memory.v1.RecallRequest
+	13, // 28: brain.memory.v1.MemoryService.GetEpisode:input_type -> brain.memory.v1.GetEpisodeRequest
+	15, // 29: brain.memory.v1.MemoryService.ListEpisodes:input_type -> brain.memory.v1.ListEpisodesRequest
+	17, // 30: brain.memory.v1.MemoryService.RecordAccess:input_type -> brain.memory.v1.RecordAccessRequest
+	19, // 31: brain.memory.v1.MemoryService.DeleteEpisode:input_type -> brain.memory.v1.DeleteEpisodeRequest
+	21, // 32: brain.memory.v1.MemoryService.DeleteNamespace:input_type -> brain.memory.v1.DeleteNamespaceRequest
+	23, // 33: brain.memory.v1.MemoryService.GetStats:input_type -> brain.memory.v1.GetStatsRequest
+	6,  // 34: brain.memory.v1.MemoryService.WriteEpisodes:output_type -> brain.memory.v1.WriteEpisodesResponse
+	12, // 35: brain.memory.v1.MemoryService.Recall:output_type -> brain.memory.v1.RecallResponse
+	14, // 36: brain.memory.v1.MemoryService.GetEpisode:output_type -> brain.memory.v1.GetEpisodeResponse
+	16, // 37: brain.memory.v1.MemoryService.ListEpisodes:output_type -> brain.memory.v1.ListEpisodesResponse
+	18, // 38: brain.memory.v1.MemoryService.RecordAccess:output_type -> brain.memory.v1.RecordAccessResponse
+	20, // 39: brain.memory.v1.MemoryService.DeleteEpisode:output_type -> brain.memory.v1.DeleteEpisodeResponse
+	22, // 40: brain.memory.v1.MemoryService.DeleteNamespace:output_type -> brain.memory.v1.DeleteNamespaceResponse
+	25, // 41: brain.memory.v1.MemoryService.GetStats:output_type -> brain.memory.v1.GetStatsResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_brain_memory_v1_memory_proto_init() }
@@ -1975,7 +2167,7 @@ func file_brain_memory_v1_memory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brain_memory_v1_memory_proto_rawDesc), len(file_brain_memory_v1_memory_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

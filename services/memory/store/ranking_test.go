@@ -1,0 +1,175 @@
+package store
+
+import (
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/brainhq/brain/services/memory/episode"
+	"github.com/brainhq/brain/services/memory/recall"
+)
+
+// turn is one episode of a session at a minute offset from t0.
+func turn(ns, session, speaker, content string, at time.Time) episode.Episode {
+	return episode.Episode{Namespace: ns, SessionID: session, Speaker: speaker, Content: content, Importance: 0.5, CreatedAt: at}
+}
+
+func find(rs []recall.Result, content string) (int, recall.Scores) {
+	for i, r := range rs {
+		if r.Episode.Content == content {
+			return i, r.Scores
+		}
+	}
+	return -1, recall.Scores{}
+}
+
+// An answer rarely repeats its question's words: it is found through the
+// question just before it in its session.
+func TestRecallAnswerThroughItsQuestion(t *testing.T) {
+	s, _ := newStore(t)
+	at := t0.Add(-48 * time.Hour)
+	mustWrite(t, s,
+		turn("ctx", "s1", "Jon", "What's your favourite dish from the show?", at),
+		turn("ctx", "s1", "Maria", "Coconut milk ice cream, no contest.", at.Add(time.Minute)),
+		turn("ctx", "s2", "Maria", "I broke a dish in the kitchen today", at.Add(time.Hour)),
+		turn("ctx", "s3", "Jon", "The dish soap ran out again", at.Add(2*time.Hour)),
+		turn("ctx", "s3", "Maria", "Buy some on the way home.", at.Add(2*time.Hour+time.Minute)),
+	)
+	rs, err := s.Recall(testCtx(t), recall.Query{Namespace: "ctx", Text: "What is Maria's favourite dish from the show?", AsOf: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i, sc := find(rs, "Coconut milk ice cream, no contest.")
+	if i < 0 || i > 1 || sc.OwnWords != 0 || sc.Context <= 0 {
+		t.Fatalf("answer at %d with %+v in %q; want in the top 2, found by context alone", i, sc, contents(rs))
+	}
+	// A reply to a statement is not lifted by it.
+	if j, _ := find(rs, "Buy some on the way home."); j >= 0 {
+		t.Fatalf("the reply to a statement was recalled (at %d): %q", j, contents(rs))
+	}
+}
+
+// Context is read at query time, so it follows writes in any order and
+// deletes: an episode inserted between a question and its answer becomes
+// the question's neighbour; deleting it makes the answer the neighbour
+// again.
+func TestRecallContextFollowsWrites(t *testing.T) {
+	s, _ := newStore(t)
+	at := t0.Add(-24 * time.Hour)
+	const answer, between = "Lisbon, for a whole week.", "Sorry, my train was late."
+	mustWrite(t, s,
+		turn("ooo", "s", "Ann", "Where did you go on holiday?", at),
+		turn("ooo", "s", "Bo", answer, at.Add(10*time.Minute)),
+	)
+	q := recall.Query{Namespace: "ooo", Text: "holiday destination", AsOf: t0}
+	recallNow := func() []recall.Result {
+		t.Helper()
+		rs, err := s.Recall(testCtx(t), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rs
+	}
+	if i, sc := find(recallNow(), answer); i < 0 || sc.Context <= 0 {
+		t.Fatalf("before: answer at %d %+v", i, sc)
+	}
+	late := mustWrite(t, s, turn("ooo", "s", "Bo", between, at.Add(5*time.Minute)))
+	rs := recallNow()
+	if i, sc := find(rs, between); i < 0 || sc.Context <= 0 {
+		t.Fatalf("after the out-of-order insert, the new neighbour at %d %+v in %q", i, sc, contents(rs))
+	}
+	if i, _ := find(rs, answer); i >= 0 {
+		t.Fatalf("after the out-of-order insert the answer still has the question's context: %q", contents(rs))
+	}
+	if ok, err := s.Delete(testCtx(t), "ooo", late[0].ID); err != nil || !ok {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	rs = recallNow()
+	if i, sc := find(rs, answer); i < 0 || sc.Context <= 0 {
+		t.Fatalf("after the delete: answer at %d %+v in %q", i, sc, contents(rs))
+	}
+	if i, _ := find(rs, between); i >= 0 {
+		t.Fatalf("a deleted episode was recalled: %q", contents(rs))
+	}
+}
+
+// A query that names a speaker of the namespace prefers that speaker's
+// episodes; the name still counts where content mentions it. The speaker
+// filter is exact, on Recall and on List.
+func TestRecallPrefersNamedSpeaker(t *testing.T) {
+	s, _ := newStore(t)
+	at := t0.Add(-72 * time.Hour)
+	mustWrite(t, s,
+		turn("sp", "a", "Olivia", "I cooked a lasagne for the party", at),
+		turn("sp", "a", "Nate", "I cooked paella for the party", at.Add(time.Minute)),
+		turn("sp", "b", "Olivia", "Nate told me the party was fun", at.Add(time.Hour)),
+	)
+	rs, err := s.Recall(testCtx(t), recall.Query{Namespace: "sp", Text: "What did Nate cook for the party?", AsOf: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) == 0 || rs[0].Episode.Content != "I cooked paella for the party" || rs[0].Scores.Speaker != 1 || !rs[0].Scores.SpeakerNamed {
+		t.Fatalf("got %q (first scores %+v); want Nate's own turn first, with the speaker part", contents(rs), rs[0].Scores)
+	}
+	if i, sc := find(rs, "Nate told me the party was fun"); i < 0 || sc.Speaker != 0 {
+		t.Fatalf("a turn mentioning Nate at %d %+v; want it recalled without the speaker part", i, sc)
+	}
+	for _, r := range rs {
+		c := recall.Contributions([]recall.Result{r}, recall.Query{Text: "What did Nate cook for the party?"}, t0)[0]
+		if sum := c.OwnWords + c.Context + c.Speaker + c.Time + c.Importance + c.Recency; math.Abs(sum-r.Scores.Total) > 1e-9 {
+			t.Fatalf("contributions %+v sum to %v, total %v", c, sum, r.Scores.Total)
+		}
+	}
+
+	rs, err = s.Recall(testCtx(t), recall.Query{Namespace: "sp", Text: "party", Speaker: "Olivia", AsOf: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := contents(rs); !slices.Equal(got, []string{"Nate told me the party was fun", "I cooked a lasagne for the party"}) &&
+		!slices.Equal(got, []string{"I cooked a lasagne for the party", "Nate told me the party was fun"}) {
+		t.Fatalf("speaker filter: %q", got)
+	}
+	list, _, err := s.List(testCtx(t), ListQuery{Namespace: "sp", Speaker: "Nate"})
+	if err != nil || len(list) != 1 || list[0].Speaker != "Nate" {
+		t.Fatalf("list by speaker: %+v %v", list, err)
+	}
+	// A speaker nobody is named after, and a namespace's speakers, stay
+	// its own: another namespace's Nate is not named here.
+	mustWrite(t, s, turn("other", "x", "Zed", "I cooked for the party", at))
+	rs, _ = s.Recall(testCtx(t), recall.Query{Namespace: "other", Text: "What did Nate cook for the party?", AsOf: t0})
+	if len(rs) != 1 || rs[0].Scores.SpeakerNamed {
+		t.Fatalf("other namespace: %+v", rs)
+	}
+}
+
+// "last week" is taken relative to as_of and prefers that week; a query
+// that is only a time is answered by time, then recency.
+func TestRecallLastWeekRelativeToAsOf(t *testing.T) {
+	s, _ := newStore(t)
+	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 15, 0, 0, 0, time.UTC) }
+	mustWrite(t, s,
+		turn("tw", "1", "Ann", "we went hiking in the hills", day(2025, 2, 19)),
+		turn("tw", "2", "Ann", "we went hiking by the lake", day(2025, 1, 10)),
+		turn("tw", "3", "Ann", "we went hiking again, short one", day(2025, 2, 28)),
+	)
+	first := func(asOf time.Time, text string) recall.Result {
+		t.Helper()
+		rs, err := s.Recall(testCtx(t), recall.Query{Namespace: "tw", Text: text, AsOf: asOf})
+		if err != nil || len(rs) == 0 {
+			t.Fatalf("%q at %s: %v %v", text, asOf, rs, err)
+		}
+		return rs[0]
+	}
+	// t0 is Saturday 1 March 2025: last week is 17–23 February.
+	if r := first(t0, "Where did we go hiking last week?"); r.Episode.Content != "we went hiking in the hills" || r.Scores.Time != 1 {
+		t.Fatalf("last week of %s: %q %+v", t0, r.Episode.Content, r.Scores)
+	}
+	// As of Wednesday 15 January, last week is 6–12 January.
+	if r := first(day(2025, 1, 15), "Where did we go hiking last week?"); r.Episode.Content != "we went hiking by the lake" {
+		t.Fatalf("last week of 15 January: %q %+v", r.Episode.Content, r.Scores)
+	}
+	if r := first(t0, "on 19 February 2025"); r.Episode.Content != "we went hiking in the hills" || r.Scores.Time != 1 {
+		t.Fatalf("date only: %q %+v", r.Episode.Content, r.Scores)
+	}
+}
