@@ -60,8 +60,10 @@ func newFixedMemory(n int) *fixedMemory {
 			e.Affect = &labs.Affect{Valence: float64(i%5)/2 - 1, Arousal: 0.5, Intensity: 0.4}
 		}
 		rel := 1 - float64(i)/float64(n)
+		e.Speaker = []string{"Nate", "Olivia"}[i%2]
 		m.candidates = append(m.candidates, labs.RecalledEpisode{Episode: e,
-			Scores: labs.Scores{Relevance: rel, Importance: 0.5, Recency: 0.5, Total: 0.6*rel + 0.2}})
+			Scores: labs.Scores{Relevance: rel, Importance: 0.5, Recency: 0.5, Total: 0.6*rel + 0.2, OwnWords: rel,
+				Contributions: labs.Contributions{OwnWords: 0.6 * rel, Importance: 0.1, Recency: 0.1}}})
 	}
 	return m
 }
@@ -213,6 +215,13 @@ func TestOrchestrateStreamsNineResultsThenSummary(t *testing.T) {
 	wm := got["LAB_011"].GetWorkingMemory()
 	if len(wm.GetItems()) != 7 || wm.GetCandidates() != 50 {
 		t.Errorf("working memory: %d items of %d candidates", len(wm.GetItems()), wm.GetCandidates())
+	}
+	// LAB_011 passes memory's explanation of each score on, and the speaker.
+	for _, it := range wm.GetItems() {
+		sc := it.GetScores()
+		if it.GetSpeaker() == "" || sc.GetOwnWords() != sc.GetRelevance() || sc.GetContributions().GetOwnWords() != 0.6*sc.GetRelevance() {
+			t.Errorf("item %s: speaker %q scores %v", it.GetEpisodeId(), it.GetSpeaker(), sc)
+		}
 	}
 	att := got["LAB_010"].GetAttention().GetItems()
 	if len(sum.GetWorkingMemory()) != 7 {

@@ -123,14 +123,14 @@ func bufferItems(items []labs.BufferItem) []*orchestratorv1.BufferItem {
 			EpisodeId:  it.EpisodeID,
 			Content:    it.Content,
 			SessionId:  it.SessionID,
+			Speaker:    it.Speaker,
 			CreatedAt:  timestamp(it.CreatedAt),
 			Synthetic:  it.Synthetic,
 			Metadata:   it.Metadata,
 			Importance: it.Importance,
 		}
 		if !it.Synthetic { // the query has no recall scores
-			b.Scores = &memoryv1.RecallScores{Relevance: it.Scores.Relevance, Importance: it.Scores.Importance,
-				Recency: it.Scores.Recency, Total: it.Scores.Total}
+			b.Scores = scoresToProto(it.Scores)
 		}
 		if a := it.Affect; a != nil {
 			b.Affect = &memoryv1.Affect{Valence: a.Valence, Arousal: a.Arousal, Intensity: a.Intensity}
@@ -190,4 +190,17 @@ func value[T labs.Value](s graph.Summary, id string) (T, bool) {
 	r, _ := s.Result(id)
 	v, ok := r.Value.(T)
 	return v, ok
+}
+
+// scoresToProto passes memory's explanation of a recall score on.
+func scoresToProto(s labs.Scores) *memoryv1.RecallScores {
+	c := s.Contributions
+	return &memoryv1.RecallScores{
+		Relevance: s.Relevance, Importance: s.Importance, Recency: s.Recency, Total: s.Total,
+		OwnWords: s.OwnWords, Context: s.Context, Speaker: s.Speaker, Time: s.Time,
+		Contributions: &memoryv1.RecallContributions{
+			OwnWords: c.OwnWords, Context: c.Context, Speaker: c.Speaker, Time: c.Time,
+			Importance: c.Importance, Recency: c.Recency,
+		},
+	}
 }

@@ -20,12 +20,23 @@ type Emotion struct {
 	Intensity float64 // 0..1
 }
 
-// Scores are memory's recall scores of one episode, each 0..1.
+// Scores are memory's recall scores of one episode, each 0..1, passed on
+// as memory explained them.
 type Scores struct {
 	Relevance  float64
 	Importance float64
 	Recency    float64
 	Total      float64
+	// OwnWords and Context split Relevance; Speaker and Time are the parts
+	// for a speaker or a time the query named.
+	OwnWords, Context, Speaker, Time float64
+	// Contributions say how much each part added to Total.
+	Contributions Contributions
+}
+
+// Contributions split a recall total into its parts.
+type Contributions struct {
+	OwnWords, Context, Speaker, Time, Importance, Recency float64
 }
 
 // Episode is one remembered event.
@@ -33,6 +44,7 @@ type Episode struct {
 	ID         string
 	Namespace  string
 	SessionID  string
+	Speaker    string
 	Content    string
 	Importance float64
 	CreatedAt  time.Time
@@ -120,6 +132,7 @@ type BufferItem struct {
 	// Content is cut to Options.ContentMaxChars characters.
 	Content   string
 	SessionID string
+	Speaker   string
 	CreatedAt time.Time
 	Scores    Scores
 	// Affect is nil when the episode's writer gave none.

@@ -195,6 +195,7 @@ func bufferItem(c RecalledEpisode, maxChars int) BufferItem {
 		EpisodeID:  e.ID,
 		Content:    cutRunes(e.Content, maxChars),
 		SessionID:  e.SessionID,
+		Speaker:    e.Speaker,
 		CreatedAt:  e.CreatedAt,
 		Scores:     c.Scores,
 		Affect:     e.Affect,

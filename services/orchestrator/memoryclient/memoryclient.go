@@ -102,8 +102,7 @@ func (c *Client) Recall(ctx context.Context, q labs.RecallQuery) (labs.RecallAns
 		s := re.GetScores()
 		ans.Episodes = append(ans.Episodes, labs.RecalledEpisode{
 			Episode: episode(re.GetEpisode()),
-			Scores: labs.Scores{Relevance: s.GetRelevance(), Importance: s.GetImportance(),
-				Recency: s.GetRecency(), Total: s.GetTotal()},
+			Scores:  scores(s),
 		})
 	}
 	return ans, nil
@@ -193,6 +192,7 @@ func episode(e *memoryv1.Episode) labs.Episode {
 		ID:          e.GetId(),
 		Namespace:   e.GetNamespace(),
 		SessionID:   e.GetSessionId(),
+		Speaker:     e.GetSpeaker(),
 		Content:     e.GetContent(),
 		Importance:  defaultImportance,
 		Metadata:    e.GetMetadata(),
@@ -211,4 +211,16 @@ func episode(e *memoryv1.Episode) labs.Episode {
 		out.Affect = &labs.Affect{Valence: a.GetValence(), Arousal: a.GetArousal(), Intensity: a.GetIntensity()}
 	}
 	return out
+}
+
+func scores(s *memoryv1.RecallScores) labs.Scores {
+	c := s.GetContributions()
+	return labs.Scores{
+		Relevance: s.GetRelevance(), Importance: s.GetImportance(), Recency: s.GetRecency(), Total: s.GetTotal(),
+		OwnWords: s.GetOwnWords(), Context: s.GetContext(), Speaker: s.GetSpeaker(), Time: s.GetTime(),
+		Contributions: labs.Contributions{
+			OwnWords: c.GetOwnWords(), Context: c.GetContext(), Speaker: c.GetSpeaker(), Time: c.GetTime(),
+			Importance: c.GetImportance(), Recency: c.GetRecency(),
+		},
+	}
 }

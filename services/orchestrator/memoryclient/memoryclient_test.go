@@ -69,11 +69,14 @@ func (f *fakeMemory) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*
 		Source: memoryv1.RecallSource_RECALL_SOURCE_CACHE, Degraded: true, DegradedReason: "breaker open",
 		Episodes: []*memoryv1.RecalledEpisode{
 			{
-				Episode: &memoryv1.Episode{Id: "e1", Namespace: "ns", SessionId: "s", Content: "hello",
+				Episode: &memoryv1.Episode{Id: "e1", Namespace: "ns", SessionId: "s", Speaker: "Nate", Content: "hello",
 					Importance: proto.Float64(0.9), CreatedAt: timestamppb.New(created),
 					Metadata: map[string]string{"k": "v"}, AccessCount: 3,
 					Affect: &memoryv1.Affect{Valence: -0.5, Arousal: 0.6, Intensity: 0.7}},
-				Scores: &memoryv1.RecallScores{Relevance: 0.8, Importance: 0.9, Recency: 0.4, Total: 0.7},
+				Scores: &memoryv1.RecallScores{Relevance: 0.8, Importance: 0.9, Recency: 0.4, Total: 0.7,
+					OwnWords: 0.5, Context: 0.3, Speaker: 1, Time: 0.25,
+					Contributions: &memoryv1.RecallContributions{OwnWords: 0.2, Context: 0.12, Speaker: 0.23,
+						Time: 0.05, Importance: 0.06, Recency: 0.04}},
 			},
 			{Episode: &memoryv1.Episode{Id: "e2", Content: "no importance, no affect"}},
 		},
@@ -143,10 +146,12 @@ func TestRecallMapsBothWays(t *testing.T) {
 		t.Fatalf("answer = %+v", ans)
 	}
 	e := ans.Episodes[0]
-	if e.Episode.ID != "e1" || e.Episode.SessionID != "s" || e.Episode.Importance != 0.9 ||
+	if e.Episode.ID != "e1" || e.Episode.SessionID != "s" || e.Episode.Speaker != "Nate" || e.Episode.Importance != 0.9 ||
 		!e.Episode.CreatedAt.Equal(created) || e.Episode.Metadata["k"] != "v" || e.Episode.AccessCount != 3 ||
 		*e.Episode.Affect != (labs.Affect{Valence: -0.5, Arousal: 0.6, Intensity: 0.7}) ||
-		e.Scores != (labs.Scores{Relevance: 0.8, Importance: 0.9, Recency: 0.4, Total: 0.7}) {
+		e.Scores != (labs.Scores{Relevance: 0.8, Importance: 0.9, Recency: 0.4, Total: 0.7,
+			OwnWords: 0.5, Context: 0.3, Speaker: 1, Time: 0.25,
+			Contributions: labs.Contributions{OwnWords: 0.2, Context: 0.12, Speaker: 0.23, Time: 0.05, Importance: 0.06, Recency: 0.04}}) {
 		t.Errorf("episode = %+v", e)
 	}
 	// Unset importance means 0.5; no affect stays nil.

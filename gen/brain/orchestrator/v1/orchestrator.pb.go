@@ -467,7 +467,10 @@ type BufferItem struct {
 	// The episode's metadata.
 	Metadata map[string]string `protobuf:"bytes,8,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The episode's importance 0..1.
-	Importance    float64 `protobuf:"fixed64,9,opt,name=importance,proto3" json:"importance,omitempty"`
+	Importance float64 `protobuf:"fixed64,9,opt,name=importance,proto3" json:"importance,omitempty"`
+	// Who said or wrote the episode (memory's Episode.speaker); empty when
+	// unknown.
+	Speaker       string `protobuf:"bytes,10,opt,name=speaker,proto3" json:"speaker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -563,6 +566,13 @@ func (x *BufferItem) GetImportance() float64 {
 		return x.Importance
 	}
 	return 0
+}
+
+func (x *BufferItem) GetSpeaker() string {
+	if x != nil {
+		return x.Speaker
+	}
+	return ""
 }
 
 // WorkingMemoryOutput is LAB_011's result.
@@ -2196,7 +2206,7 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04goal\x18\x04 \x01(\tR\x04goal\x12G\n" +
 	"\x0fcurrent_emotion\x18\x05 \x01(\v2\x1e.brain.orchestrator.v1.EmotionR\x0ecurrentEmotion\x12C\n" +
-	"\aoptions\x18\x06 \x01(\v2).brain.orchestrator.v1.OrchestrateOptionsR\aoptions\"\xcf\x03\n" +
+	"\aoptions\x18\x06 \x01(\v2).brain.orchestrator.v1.OrchestrateOptionsR\aoptions\"\xe9\x03\n" +
 	"\n" +
 	"BufferItem\x12\x1d\n" +
 	"\n" +
@@ -2212,7 +2222,9 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\bmetadata\x18\b \x03(\v2/.brain.orchestrator.v1.BufferItem.MetadataEntryR\bmetadata\x12\x1e\n" +
 	"\n" +
 	"importance\x18\t \x01(\x01R\n" +
-	"importance\x1a;\n" +
+	"importance\x12\x18\n" +
+	"\aspeaker\x18\n" +
+	" \x01(\tR\aspeaker\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x02\n" +
