@@ -18,9 +18,11 @@ import (
 )
 
 const (
-	evalFile = "testdata/eval/conversations.json"
-	evalSeed = 20250301
-	evalK    = 7
+	evalFloorRecall = 0.58
+	evalFloorMRR    = 0.49
+	evalFile        = "testdata/eval/conversations.json"
+	evalSeed        = 20250301
+	evalK           = 7
 )
 
 var (
@@ -265,9 +267,16 @@ func TestRecallQuality(t *testing.T) {
 	t.Log(table.String())
 
 	ranked, substring, bm := results[0], results[2], results[3]
-	if !(ranked.recallAtK() > bm.recallAtK()) || !(ranked.meanRR() > bm.meanRR()) {
-		t.Errorf("RANKED (recall@%d %.3f, MRR %.3f) does not beat BM25 (%.3f, %.3f)", evalK,
-			ranked.recallAtK(), ranked.meanRR(), bm.recallAtK(), bm.meanRR())
+	// This generated set once chose the ranker and misled it (its per-form
+	// IDF lost on held-out chats); it stays a regression check with pinned
+	// floors a little below what the ranker measures on it (0.598, 0.513),
+	// and ranked recall must still find more than textbook BM25.
+	if ranked.recallAtK() < evalFloorRecall || ranked.meanRR() < evalFloorMRR {
+		t.Errorf("RANKED recall@%d %.3f, MRR %.3f: below the floors %.2f, %.2f", evalK,
+			ranked.recallAtK(), ranked.meanRR(), evalFloorRecall, evalFloorMRR)
+	}
+	if !(ranked.recallAtK() > bm.recallAtK()) {
+		t.Errorf("RANKED recall@%d %.3f does not beat BM25's %.3f", evalK, ranked.recallAtK(), bm.recallAtK())
 	}
 	if !(substring.recallAtK() < ranked.recallAtK()) {
 		t.Errorf("SUBSTRING recall@%d %.3f is not below RANKED %.3f", evalK, substring.recallAtK(), ranked.recallAtK())

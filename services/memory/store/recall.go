@@ -198,14 +198,19 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	  ON sp.folded = w.word OR split_part(sp.folded, ' ', 1) = w.word
 	WHERE sp.namespace = ` + ns + ` AND sp.episodes > 0
 ), terms AS MATERIALIZED (
-	-- A named speaker's name still counts where content mentions it, at a
+	-- One IDF per stem (the document frequencies of its forms summed; an
+	-- episode holding two forms counts twice, a small overcount), applied
+	-- to each form of the namespace with a stem of the query's words. A
+	-- named speaker's name still counts where content mentions it, at a
 	-- fraction of its weight: it names who, not what.
-	SELECT t.lexeme, ln(1 + (s.episode_count - t.df + 0.5) / (t.df + 0.5))
+	SELECT t.lexeme, ln(1 + (s.episode_count - least(t.sdf, s.episode_count) + 0.5) / (least(t.sdf, s.episode_count) + 0.5))
 		* CASE WHEN t.lexeme IN (SELECT word FROM named) THEN ` + a.add(recall.NamedSpeakerTermWeight) + `::float8 ELSE 1 END AS idf
-	FROM namespace_stats s JOIN term_stats t ON t.namespace = s.namespace
-	WHERE s.namespace = ` + ns + ` AND t.df > 0
-	  AND t.stem = ANY (ARRAY(SELECT (ts_lexize('english_stem', u.lexeme))[1]
-		FROM unnest(to_tsvector('simple', array_to_string(` + termsArg + `::text[], ' '))) u))
+	FROM namespace_stats s CROSS JOIN (
+		SELECT lexeme, sum(df) OVER (PARTITION BY stem) AS sdf FROM term_stats
+		WHERE namespace = ` + ns + ` AND df > 0
+		  AND stem = ANY (ARRAY(SELECT (ts_lexize('english_stem', u.lexeme))[1]
+			FROM unnest(to_tsvector('simple', array_to_string(` + termsArg + `::text[], ' '))) u))) t
+	WHERE s.namespace = ` + ns + `
 ), hits AS (
 	` + hits + `
 ), seeds AS MATERIALIZED (
