@@ -23,7 +23,7 @@ import (
 	"github.com/brainhq/brain/services/kit/pgtest"
 )
 
-// DESIGN.md bounds the fault suite holds the services to.
+// The bounds of docs/design.md the fault suite holds the services to.
 const (
 	statusChange   = 2 * time.Second        // readiness change after a dependency dies or returns
 	defaultBudget  = 300 * time.Millisecond // default Orchestrate budget and Recall deadline

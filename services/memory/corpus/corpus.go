@@ -40,7 +40,7 @@ type Config struct {
 	Epoch time.Time
 }
 
-// DefaultConfig is the benchmark corpus of DESIGN.md: 20 namespaces, a
+// DefaultConfig is the benchmark corpus of docs/design.md: 20 namespaces, a
 // 20,000-word Zipf(1.0) vocabulary, sessions of ~40 episodes over 90 days.
 func DefaultConfig() Config {
 	return Config{

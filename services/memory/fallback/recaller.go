@@ -54,7 +54,7 @@ type RecallStore interface {
 	Recall(ctx context.Context, q recall.Query) ([]recall.Result, error)
 }
 
-// Recaller answers recalls in DESIGN.md's order: PostgreSQL, cache, nothing.
+// Recaller answers recalls in the design's order (docs/design.md): PostgreSQL, cache, nothing.
 type Recaller struct {
 	guard   *Guard
 	store   RecallStore

@@ -180,7 +180,7 @@ func dialMemory(addr string, creds credentials.TransportCredentials) (*grpc.Clie
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 3 * time.Second, PermitWithoutStream: true}),
 		// Reconnect within a second of memory coming back, however long it
 		// was away (gRPC's default backoff grows to 120 s), so the health
-		// mirrors and LABs recover within DESIGN.md's 2 s.
+		// mirrors and LABs recover within the design's 2 s (docs/design.md).
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,

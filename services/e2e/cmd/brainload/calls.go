@@ -136,7 +136,7 @@ func (w *workload) jsonRecall(kind, baseURL string) callFunc {
 // orchestrate runs one Orchestrate stream to its end. Besides the whole
 // stream it reports the time to the first LAB result and both figures
 // minus LAB_011's own elapsed time (the recall it makes), which is what
-// DESIGN.md budgets, and the stream minus LAB_011 and LAB_007 (whose
+// docs/design.md budgets, and the stream minus LAB_011 and LAB_007 (whose
 // ListEpisodes call is the other memory round trip on the critical path),
 // which is closer to the orchestration's own cost.
 func (w *workload) orchestrate(ctx context.Context, i int) (outcome, error) {

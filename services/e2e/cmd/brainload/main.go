@@ -2,7 +2,7 @@
 // machine with Recall, Orchestrate and WriteEpisodes traffic at a fixed
 // concurrency for a fixed time per phase, and prints, as markdown, p50 /
 // p95 / p99 / max latency, throughput, errors and degraded answers per
-// phase, the ratios DESIGN.md budgets (gRPC vs the same SQL through pgx,
+// phase, the ratios docs/design.md budgets (gRPC vs the same SQL through pgx,
 // JSON vs gRPC), each service's resident memory idle and at peak, and a
 // table of every budget with the measured figure and whether it is met.
 //

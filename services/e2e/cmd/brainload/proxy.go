@@ -10,7 +10,7 @@ import (
 )
 
 // faultProxy sits between a service and PostgreSQL on loopback and plays
-// the two failures DESIGN.md budgets for, without root or firewall rules:
+// the two failures docs/design.md budgets for, without root or firewall rules:
 //
 //   - down: the listener and every connection close, so connects are
 //     refused (PostgreSQL died);

@@ -357,7 +357,7 @@ func (res *results) budgets() []verdict {
 }
 
 func (res *results) writeBudgets(out io.Writer) {
-	fmt.Fprintln(out, "### Budgets of DESIGN.md")
+	fmt.Fprintln(out, "### Budgets of docs/design.md")
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "| what | budget | measured | verdict |")
 	fmt.Fprintln(out, "|---|---|---|---|")

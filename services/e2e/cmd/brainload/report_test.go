@@ -77,7 +77,7 @@ func TestBudgetsVerdicts(t *testing.T) {
 
 	var b bytes.Buffer
 	res.write(&b)
-	for _, want := range []string{"### Budgets of DESIGN.md", "| gRPC Recall / raw SQL | 2.00× |", "1 errors, first: answer not flagged degraded", "| memory start → SERVING (Postgres up) | 1 |"} {
+	for _, want := range []string{"### Budgets of docs/design.md", "| gRPC Recall / raw SQL | 2.00× |", "1 errors, first: answer not flagged degraded", "| memory start → SERVING (Postgres up) | 1 |"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}

@@ -1,4 +1,4 @@
-// Command memorybench measures Recall on the corpus of DESIGN.md: natural-
+// Command memorybench measures Recall on the corpus of docs/design.md: natural-
 // language-like text with a Zipf vocabulary, by default 100,000 episodes in
 // 20 namespaces, queried at a fixed concurrency for a fixed time. It reports
 // p50/p95/p99 latency, throughput and errors for (a) the exact SQL that
