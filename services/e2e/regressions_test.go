@@ -32,7 +32,10 @@ func TestBreakerClosesWhenPostgresAnswersAgain(t *testing.T) {
 	done := make(chan error, 3)
 	for i := 0; i < 3; i++ {
 		go func() {
-			resp, err := f.memory.Recall(ctxFor(t, defaultBudget), &memoryv1.RecallRequest{Namespace: ns, Query: fmt.Sprintf("blip %d", i)})
+			// A deadline past RECALL_TIMEOUT (300 ms): the service's own cap
+			// ends these calls, so they count toward the breaker (a caller's
+			// deadline that ends them first does not).
+			resp, err := f.memory.Recall(ctxFor(t, time.Second), &memoryv1.RecallRequest{Namespace: ns, Query: fmt.Sprintf("blip %d", i)})
 			if err == nil && !resp.GetDegraded() {
 				err = fmt.Errorf("recall not degraded while Postgres drops: %v", resp)
 			}
