@@ -36,7 +36,7 @@ const (
 	SessionCandidates = 2000
 	// ContextSeeds is how many of the best own-word matches lend their
 	// words to their session neighbours.
-	ContextSeeds = 50
+	ContextSeeds = 10
 	// WindowCandidates caps the episodes a time expression adds as
 	// candidates (the latest within its reach), beside the word matches.
 	WindowCandidates = 200
