@@ -444,13 +444,19 @@ func TestK8sServices(t *testing.T) {
 		})
 	}
 
-	// The orchestrator dials memory through its Service's gRPC port.
+	// The orchestrator dials memory through a headless Service's gRPC port
+	// with the DNS resolver, so its client sees, and balances over, every
+	// memory pod.
 	orch := container(t, m.deployment(t, binaries()[1]).Spec.Template.Spec, "orchestrator")
 	addr, _ := envVar(orch, "MEMORY_ADDR")
-	host, port, _ := strings.Cut(addr.Value, ":")
+	target, dns := strings.CutPrefix(addr.Value, "dns:///")
+	host, port, _ := strings.Cut(target, ":")
 	svc, ok := m.services[host]
 	if !ok {
 		t.Fatalf("orchestrator MEMORY_ADDR=%q names no Service", addr.Value)
+	}
+	if !dns || svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("orchestrator MEMORY_ADDR=%q: want dns:/// and a headless Service, so calls spread over every memory pod", addr.Value)
 	}
 	if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool {
 		return p.Name == "grpc" && strconv.Itoa(int(p.Port)) == port

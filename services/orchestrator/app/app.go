@@ -171,9 +171,14 @@ func New(cfg Config, log *zap.Logger) (*App, error) {
 	return &App{srv: srv, conn: conn, recorder: recorder}, nil
 }
 
-func dialMemory(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr,
+// memoryServiceConfig balances calls over every address memory's name
+// resolves to (a headless Service lists each pod), not one connection.
+const memoryServiceConfig = `{"loadBalancingConfig": [{"round_robin": {}}]}`
+
+func dialMemory(addr string, creds credentials.TransportCredentials, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(memoryServiceConfig),
 		grpc.WithUnaryInterceptor(server.PropagateRequestID),
 		// Keepalive notices a memory that vanished without closing the
 		// connection (the prototype's silently dropped packets).
@@ -185,7 +190,7 @@ func dialMemory(addr string, creds credentials.TransportCredentials) (*grpc.Clie
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,
 		}),
-	)
+	}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("memory client for %s: %w", addr, err)
 	}
