@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/brainhq/brain/services/e2e/internal/stack"
+	"github.com/brainhq/brain/services/kit/child"
 )
 
 // TestDevstackStopsEverythingOnEveryExit runs `make run`'s devstack (the
@@ -69,7 +70,7 @@ func TestDevstackStopsEverythingOnEveryExit(t *testing.T) {
 			}
 			const bound = 20 * time.Second // children drain for at most DRAIN_TIMEOUT (10 s)
 			select {
-			case <-ds.done:
+			case <-ds.proc.Done():
 			case <-time.After(bound):
 				t.Fatalf("devstack still running %s after %v", bound, tt.sig)
 			}
@@ -122,8 +123,7 @@ type devstackProc struct {
 	addrs  []string
 	stdout *os.File // read end of devstack's stdout
 	stderr *bytes.Buffer
-	done   chan struct{}
-	err    error // valid once done is closed
+	proc   *child.Process
 
 	closeOnce sync.Once
 	readDone  chan struct{}
@@ -156,27 +156,15 @@ func startDevstack(t *testing.T, bin, runDir string) *devstackProc {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 	}
-	ds := &devstackProc{cmd: cmd, addrs: addrs[:4], stdout: r, stderr: &bytes.Buffer{},
-		done: make(chan struct{}), readDone: make(chan struct{})}
+	ds := &devstackProc{cmd: cmd, addrs: addrs[:4], stdout: r, stderr: &bytes.Buffer{}, readDone: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = w, ds.stderr
 	// If the test binary dies, devstack dies too (and, fixed, takes its
-	// children along). Pdeathsig is per thread: keep the forking one.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		ds.err = cmd.Wait()
-		close(ds.done)
-	}()
-	if err := <-started; err != nil {
+	// children along).
+	proc, err := child.Start(cmd, syscall.SIGKILL)
+	if err != nil {
 		t.Fatal(err)
 	}
+	ds.proc = proc
 	w.Close() // devstack holds the only write end now
 
 	up := make(chan struct{})
@@ -196,7 +184,7 @@ func startDevstack(t *testing.T, bin, runDir string) *devstackProc {
 	}()
 	t.Cleanup(func() {
 		_ = ds.cmd.Process.Kill()
-		<-ds.done
+		<-ds.proc.Done()
 		ds.closeStdout()
 		// Whatever the test found left over (devstack's orphans) is ours
 		// to end.
@@ -213,8 +201,8 @@ func startDevstack(t *testing.T, bin, runDir string) *devstackProc {
 	})
 	select {
 	case <-up:
-	case <-ds.done:
-		t.Fatalf("devstack exited during start-up: %v", ds.err)
+	case <-ds.proc.Done():
+		t.Fatalf("devstack exited during start-up: %v", ds.proc.Err())
 	case <-time.After(90 * time.Second):
 		t.Fatal("devstack not up within 90s")
 	}
@@ -230,14 +218,14 @@ func (ds *devstackProc) closeStdout() {
 }
 
 func (ds *devstackProc) status() string {
-	if ds.err == nil {
+	if ds.proc.Err() == nil {
 		return "exit status 0"
 	}
 	var ee *exec.ExitError
-	if errors.As(ds.err, &ee) {
+	if errors.As(ds.proc.Err(), &ee) {
 		return ee.String()
 	}
-	return ds.err.Error()
+	return ds.proc.Err().Error()
 }
 
 // children lists devstack's child processes (pid -> command name), found

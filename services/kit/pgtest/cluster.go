@@ -25,7 +25,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +33,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/brainhq/brain/services/kit/child"
 )
 
 const (
@@ -72,15 +73,7 @@ type Cluster struct {
 	logf     func(format string, args ...any)
 
 	mu   sync.Mutex
-	proc *process // nil while stopped
-}
-
-// process is one running postmaster. Its goroutine owns cmd and ends when the
-// postmaster exits; done is closed then and err holds the exit status.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	proc *child.Process // the running postmaster; nil while stopped
 }
 
 type binaries struct {
@@ -247,9 +240,7 @@ func (c *Cluster) startServer(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// If this process dies without cleaning up (panic, SIGKILL, test timeout),
 	// the kernel kills the postmaster too; its backends notice and exit.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-
-	p, err := launch(cmd)
+	p, err := child.Start(cmd, syscall.SIGKILL)
 	if err != nil {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
@@ -267,30 +258,7 @@ func (c *Cluster) startServer(ctx context.Context) error {
 	return nil
 }
 
-// launch starts cmd from a goroutine locked to its OS thread: Pdeathsig fires
-// when the forking *thread* exits, so that thread must live as long as the
-// postmaster does.
-func launch(cmd *exec.Cmd) (*process, error) {
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
-func (c *Cluster) waitReady(ctx context.Context, p *process) error {
+func (c *Cluster) waitReady(ctx context.Context, p *child.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	var lastErr error
@@ -307,8 +275,8 @@ func (c *Cluster) waitReady(ctx context.Context, p *process) error {
 		}
 		lastErr = err
 		select {
-		case <-p.done:
-			return fmt.Errorf("postgres exited: %v", p.err)
+		case <-p.Done():
+			return fmt.Errorf("postgres exited: %v", p.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last connect error: %v)", ctx.Err(), lastErr)
 		case <-time.After(25 * time.Millisecond):
@@ -331,17 +299,17 @@ func (c *Cluster) stopLocked() error {
 	}
 	c.proc = nil
 	// SIGINT is PostgreSQL's "fast shutdown".
-	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := p.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		c.logf("pgtest: signal postgres: %v", err)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 		c.logf("pgtest: postgres on port %d stopped", c.port)
 		return nil
 	case <-time.After(stopTimeout):
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	_ = p.Signal(syscall.SIGKILL)
+	<-p.Done()
 	return fmt.Errorf("pgtest: postgres on port %d ignored fast shutdown for %s and was killed", c.port, stopTimeout)
 }
 

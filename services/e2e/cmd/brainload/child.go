@@ -15,23 +15,24 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/brainhq/brain/services/kit/child"
 )
 
-// child is a service binary brainload started itself (for the start-up,
-// dead-postgres and outage measurements). It dies with brainload
-// (Pdeathsig) even if brainload is killed.
-type child struct {
+// service is a service binary brainload started itself (for the start-up,
+// dead-postgres and outage measurements). It dies with brainload (the
+// parent-death signal of kit/child) even if brainload is killed.
+type service struct {
 	name    string
-	cmd     *exec.Cmd
+	proc    *child.Process
 	started time.Time
 	logPath string
-	done    chan struct{}
 }
 
 // spawnChild starts `bin serve` with exactly env (plus PATH and HOME), so
 // nothing of the caller's environment (DATABASE_URL, GRPC_ADDR, ...) leaks
 // in, logging to logDir/<name>.log.
-func spawnChild(bin, name, logDir string, env []string) (*child, error) {
+func spawnChild(bin, name, logDir string, env []string) (*service, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s: %w (run `make build`)", bin, err)
 	}
@@ -43,40 +44,32 @@ func spawnChild(bin, name, logDir string, env []string) (*child, error) {
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	c := &child{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	c.started = time.Now()
-	if err := cmd.Start(); err != nil {
+	started := time.Now()
+	p, err := child.Start(cmd, syscall.SIGKILL)
+	if err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	c := &service{name: name, proc: p, started: started, logPath: logPath}
 	go func() { // owned by c: ends when the process does
-		_ = cmd.Wait()
+		<-p.Done()
 		_ = logFile.Close()
-		close(c.done)
 	}()
 	return c, nil
 }
 
 // stop sends SIGTERM and waits for the drain, then kills.
-func (c *child) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+func (c *service) stop() {
+	_ = c.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-c.done:
+	case <-c.proc.Done():
 	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
+		_ = c.proc.Signal(syscall.SIGKILL)
+		<-c.proc.Done()
 	}
 }
 
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
+func (c *service) exited() bool { return c.proc.Exited() }
 
 // freeLoopbackAddr reserves and releases a port; closedLoopbackAddr is one
 // that nothing listens on (the same thing, named for its use).
@@ -115,7 +108,7 @@ func healthIs(ctx context.Context, h healthpb.HealthClient, service string) (hea
 // waitStatus polls service every 5 ms until it reports want, and returns
 // the time since from. It fails after limit, or when c (if not nil) exits.
 func waitStatus(ctx context.Context, h healthpb.HealthClient, service string, want healthpb.HealthCheckResponse_ServingStatus,
-	from time.Time, limit time.Duration, c *child) (time.Duration, error) {
+	from time.Time, limit time.Duration, c *service) (time.Duration, error) {
 	deadline := from.Add(limit)
 	var last error
 	for time.Now().Before(deadline) {

@@ -91,7 +91,7 @@ type faults struct {
 
 // svc is a spawned service and a health client on it.
 type svc struct {
-	*child
+	*service
 	grpcAddr string
 	conn     *grpc.ClientConn
 	health   healthpb.HealthClient
@@ -120,7 +120,7 @@ func (f *faults) start(bin, name string, env []string) (*svc, error) {
 		_ = conn.Close()
 		return nil, err
 	}
-	return &svc{child: c, grpcAddr: grpcAddr, conn: conn, health: healthpb.NewHealthClient(conn)}, nil
+	return &svc{service: c, grpcAddr: grpcAddr, conn: conn, health: healthpb.NewHealthClient(conn)}, nil
 }
 
 func (f *faults) startMemory(name, pgHostPort string) (*svc, error) {
@@ -133,7 +133,7 @@ func (f *faults) startOrchestrator(name, memoryAddr string) (*svc, error) {
 
 // wait records the time from the process start to want.
 func (f *faults) waitFromStart(ctx context.Context, t *timings, name string, s *svc, service string, want healthpb.HealthCheckResponse_ServingStatus) error {
-	d, err := waitStatus(ctx, s.health, service, want, s.started, 10*time.Second, s.child)
+	d, err := waitStatus(ctx, s.health, service, want, s.started, 10*time.Second, s.service)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -213,7 +213,7 @@ func (f *faults) deadPostgres(ctx context.Context) (phase, error) {
 		return phase{}, err
 	}
 	defer mem.close()
-	if _, err := waitStatus(ctx, mem.health, healthMemoryService, healthpb.HealthCheckResponse_SERVING, mem.started, 10*time.Second, mem.child); err != nil {
+	if _, err := waitStatus(ctx, mem.health, healthMemoryService, healthpb.HealthCheckResponse_SERVING, mem.started, 10*time.Second, mem.service); err != nil {
 		return phase{}, err
 	}
 	client := memoryv1.NewMemoryServiceClient(mem.conn)
@@ -285,7 +285,7 @@ func waitAll(ctx context.Context, t *timings, from time.Time, want healthpb.Heal
 	var wg sync.WaitGroup
 	for i, p := range probes {
 		wg.Go(func() {
-			d, err := waitStatus(ctx, p.s.health, p.service, want, from, 10*time.Second, p.s.child)
+			d, err := waitStatus(ctx, p.s.health, p.service, want, from, 10*time.Second, p.s.service)
 			out[i] = res{p.name, d, err}
 		})
 	}

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/brainhq/brain/services/kit/child"
 )
 
 // Spec describes a process to start.
@@ -36,8 +37,7 @@ type Process struct {
 
 	cmd  *exec.Cmd
 	logs *logBuffer
-	done chan struct{}
-	err  error // exit status, valid once done is closed
+	done <-chan struct{} // closed once the process has exited and been waited for
 }
 
 // Start launches spec in its own process group and registers a cleanup that
@@ -64,26 +64,15 @@ func launch(spec Spec) (*Process, error) {
 	cmd.Env = spec.Env
 	logs := &logBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	p := &Process{Spec: spec, cmd: cmd, logs: logs, done: make(chan struct{})}
-	started := make(chan error, 1)
-	// Pdeathsig fires when the forking *thread* exits, so the thread that
-	// starts the process is locked and lives until the process has exited.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		p.Started = time.Now()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
+	// Its own process group (Kill takes the group), and it dies with the
+	// test binary (child.Start's parent-death signal).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p := &Process{Spec: spec, cmd: cmd, logs: logs, Started: time.Now()}
+	proc, err := child.Start(cmd, syscall.SIGKILL)
+	if err != nil {
 		return nil, fmt.Errorf("start %s (%s): %w", spec.Name, spec.Bin, err)
 	}
+	p.done = proc.Done()
 	return p, nil
 }
 

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/brainhq/brain/services/kit/child"
 	"github.com/brainhq/brain/services/kit/config"
 	"github.com/brainhq/brain/services/kit/pgtest"
 )
@@ -165,14 +165,14 @@ func up(ctx context.Context, o options) error {
 	}
 }
 
-type child struct {
+// service is memory or the orchestrator, started by devstack.
+type service struct {
 	name    string
-	cmd     *exec.Cmd
+	proc    *child.Process
 	logPath string
-	done    chan struct{}
 }
 
-func spawn(bin string, env []string, logPath string, exited chan<- string) (*child, error) {
+func spawn(bin string, env []string, logPath string, exited chan<- string) (*service, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s not built (run `make build`): %w", bin, err)
 	}
@@ -183,50 +183,37 @@ func spawn(bin string, env []string, logPath string, exited chan<- string) (*chi
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own process group: Ctrl-C reaches devstack, which stops
-		// children in order (orchestrator first) instead of all at once.
-		Setpgid: true,
-		// Whatever ends devstack (SIGKILL, a crash, a panic in any
-		// goroutine), the kernel then asks the child to stop.
-		Pdeathsig: syscall.SIGTERM,
-	}
-	c := &child{name: filepath.Base(bin), cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	started := make(chan error, 1)
-	// Pdeathsig fires when the forking *thread* exits, so the thread that
-	// starts the child stays locked until the child has exited.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		_ = logFile.Close()
-		close(c.done)
-		select {
-		case exited <- c.name:
-		default:
-		}
-	}()
-	if err := <-started; err != nil {
+	// Its own process group: Ctrl-C reaches devstack, which stops children
+	// in order (orchestrator first) instead of all at once. Whatever ends
+	// devstack (SIGKILL, a crash, a panic in any goroutine), the kernel then
+	// asks the child to stop (SIGTERM).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p, err := child.Start(cmd, syscall.SIGTERM)
+	if err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	return c, nil
+	s := &service{name: filepath.Base(bin), proc: p, logPath: logPath}
+	go func() { // owned by s: ends when the process does
+		<-p.Done()
+		_ = logFile.Close()
+		select {
+		case exited <- s.name:
+		default:
+		}
+	}()
+	return s, nil
 }
 
-func (c *child) stop() {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+func (s *service) stop() {
+	_ = s.proc.Signal(syscall.SIGTERM)
 	select {
-	case <-c.done:
+	case <-s.proc.Done():
 	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
+		_ = s.proc.Signal(syscall.SIGKILL)
+		<-s.proc.Done()
 	}
-	fmt.Printf("%-13s stopped\n", c.name)
+	fmt.Printf("%-13s stopped\n", s.name)
 }
 
 // waitServing polls the gRPC health services until all are SERVING.
