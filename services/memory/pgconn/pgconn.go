@@ -5,6 +5,7 @@
 package pgconn
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/url"
@@ -209,23 +210,23 @@ func (c Config) PoolConfig() (*pgxpool.Config, error) {
 
 	urlParams := c.urlParams()
 	if c.ConnectTimeout > 0 || !urlParams["connect_timeout"] {
-		pc.ConnConfig.ConnectTimeout = orDuration(c.ConnectTimeout, DefaultConnectTimeout)
+		pc.ConnConfig.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
 	}
 	if c.StatementTimeout > 0 || !urlParams["statement_timeout"] {
-		st := orDuration(c.StatementTimeout, DefaultStatementTimeout)
+		st := cmp.Or(c.StatementTimeout, DefaultStatementTimeout)
 		pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(st.Milliseconds(), 10)
 	}
 	if c.MaxConns > 0 || !urlParams["pool_max_conns"] {
-		pc.MaxConns = orInt32(c.MaxConns, DefaultMaxConns)
+		pc.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
 	}
 	if c.MinConns > 0 || !urlParams["pool_min_conns"] {
 		pc.MinConns = c.MinConns
 	}
 	if c.HealthCheckPeriod > 0 || !urlParams["pool_health_check_period"] {
-		pc.HealthCheckPeriod = orDuration(c.HealthCheckPeriod, DefaultHealthCheckPeriod)
+		pc.HealthCheckPeriod = cmp.Or(c.HealthCheckPeriod, DefaultHealthCheckPeriod)
 	}
 	if c.MaxConnLifetime > 0 || !urlParams["pool_max_conn_lifetime"] {
-		pc.MaxConnLifetime = orDuration(c.MaxConnLifetime, DefaultMaxConnLifetime)
+		pc.MaxConnLifetime = cmp.Or(c.MaxConnLifetime, DefaultMaxConnLifetime)
 	}
 	if pc.MinConns > pc.MaxConns {
 		return nil, fmt.Errorf("postgres config: MinConns %d > MaxConns %d", pc.MinConns, pc.MaxConns)
@@ -280,11 +281,11 @@ func (c Config) SSLModeOrDefault() string {
 // password: that is added from the file after parsing).
 func (c Config) fieldsDSN() string {
 	kv := []string{
-		"host=" + quoteDSN(orString(c.Host, DefaultHost)),
-		"port=" + strconv.Itoa(orInt(c.Port, DefaultPort)),
-		"user=" + quoteDSN(orString(c.User, DefaultUser)),
-		"dbname=" + quoteDSN(orString(c.Database, DefaultDatabase)),
-		"sslmode=" + quoteDSN(orString(c.SSLMode, DefaultSSLMode)),
+		"host=" + quoteDSN(cmp.Or(c.Host, DefaultHost)),
+		"port=" + strconv.Itoa(cmp.Or(c.Port, DefaultPort)),
+		"user=" + quoteDSN(cmp.Or(c.User, DefaultUser)),
+		"dbname=" + quoteDSN(cmp.Or(c.Database, DefaultDatabase)),
+		"sslmode=" + quoteDSN(cmp.Or(c.SSLMode, DefaultSSLMode)),
 	}
 	if c.SSLRootCert != "" {
 		kv = append(kv, "sslrootcert="+quoteDSN(c.SSLRootCert))
@@ -387,32 +388,4 @@ func quoteDSN(v string) string {
 	}
 	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 	return "'" + r.Replace(v) + "'"
-}
-
-func orString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func orInt(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orInt32(v, def int32) int32 {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orDuration(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
 }
