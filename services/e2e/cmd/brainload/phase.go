@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/brainhq/brain/services/e2e/internal/stack"
 )
 
 // sample is an extra timing a call reports besides its own latency, such as
@@ -51,14 +53,7 @@ func (r row) fallbackShare() float64 {
 }
 
 // pct is the nearest-rank percentile p (0..1] of the sorted latencies.
-func (r row) pct(p float64) time.Duration {
-	n := len(r.latencies)
-	if n == 0 {
-		return 0
-	}
-	k := int(p*float64(n)+0.999999999) - 1 // ceil(p·n) - 1
-	return r.latencies[min(max(k, 0), n-1)]
-}
+func (r row) pct(p float64) time.Duration { return stack.PercentileSorted(r.latencies, 100*p) }
 
 func (r row) max() time.Duration {
 	if len(r.latencies) == 0 {

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -73,14 +74,21 @@ func Round(d time.Duration) time.Duration {
 	}
 }
 
-// Percentile returns the p-th percentile (0..100) of ds by nearest rank;
-// zero for none.
+// Percentile returns the p-th percentile (0..100) of ds by nearest rank:
+// the ⌈p/100·n⌉-th smallest (the smallest for p 0); zero for none.
 func Percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
+	return PercentileSorted(s, p)
+}
+
+// PercentileSorted is Percentile of ds already sorted ascending, without a
+// copy.
+func PercentileSorted(ds []time.Duration, p float64) time.Duration {
+	n := len(ds)
+	if n == 0 {
+		return 0
+	}
+	k := int(math.Ceil(p/100*float64(n)-1e-9)) - 1
+	return ds[min(max(k, 0), n-1)]
 }

@@ -26,6 +26,9 @@ func TestPercentile(t *testing.T) {
 		{"p99 of 100 is the 99th", ms(seq(100)...), 99, 99 * time.Millisecond},
 		{"p100 is the max", ms(3, 9, 1), 100, 9 * time.Millisecond},
 		{"p0 is the min", ms(3, 9, 1), 0, 1 * time.Millisecond},
+		{"p50 of 4 is the 2nd", ms(4, 3, 2, 1), 50, 2 * time.Millisecond},
+		{"p95 of 10 is the 10th", ms(seq(10)...), 95, 10 * time.Millisecond},
+		{"p91 of 10 is the 10th (nearest rank rounds up)", ms(seq(10)...), 91, 10 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
