@@ -13,6 +13,7 @@ import (
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
+	"github.com/brainhq/brain/services/e2e/internal/stack"
 )
 
 // Names of the start-up and readiness measurements.
@@ -306,7 +307,7 @@ func waitAll(ctx context.Context, t *timings, from time.Time, want healthpb.Heal
 // (rounds times), then how Recall and Orchestrate answer while packets are
 // silently dropped.
 func (f *faults) outage(ctx context.Context, t *timings) ([]phase, error) {
-	px, err := newFaultProxy(f.pgAddr)
+	px, err := stack.NewProxy(f.pgAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -386,12 +387,12 @@ func (f *faults) outage(ctx context.Context, t *timings) ([]phase, error) {
 // dropped freezes the proxy with PostgreSQL healthy and the breaker closed,
 // runs call for the configured time, and thaws it, recording readiness
 // changes both ways.
-func (f *faults) dropped(ctx context.Context, t *timings, px *faultProxy, mem *svc, client memoryv1.MemoryServiceClient,
+func (f *faults) dropped(ctx context.Context, t *timings, px *stack.Proxy, mem *svc, client memoryv1.MemoryServiceClient,
 	name string, cfg runConfig, call callFunc) (phase, error) {
 	if err := waitBreaker(ctx, client, f.w, memoryv1.BreakerState_BREAKER_STATE_CLOSED); err != nil {
 		return phase{}, err
 	}
-	px.Freeze()
+	px.Drop()
 	from := time.Now()
 	var readyErr error
 	var wg sync.WaitGroup
@@ -400,7 +401,7 @@ func (f *faults) dropped(ctx context.Context, t *timings, px *faultProxy, mem *s
 	})
 	p := run(ctx, name, cfg, call)
 	wg.Wait()
-	px.Thaw()
+	px.Forward()
 	if readyErr != nil {
 		return p, readyErr
 	}

@@ -14,10 +14,11 @@ import (
 // ends see a peer that simply stops answering (the prototype's failure, a
 // firewall dropping packets). Switched back, held data flows again.
 type Proxy struct {
-	ln     net.Listener
+	addr   string // fixed at the first listen: Up listens on it again
 	target string
 
 	mu       sync.Mutex
+	ln       net.Listener // nil while down
 	open     chan struct{} // closed while forwarding
 	conns    map[net.Conn]struct{}
 	accepted int
@@ -34,6 +35,7 @@ func NewProxy(target string) (*Proxy, error) {
 		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
 	p := &Proxy{
+		addr:   ln.Addr().String(),
 		ln:     ln,
 		target: target,
 		open:   make(chan struct{}),
@@ -42,7 +44,7 @@ func NewProxy(target string) (*Proxy, error) {
 	}
 	close(p.open)
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(ln)
 	return p, nil
 }
 
@@ -59,7 +61,43 @@ func NewBlackhole() (*Proxy, error) {
 }
 
 // Addr is the proxy's listen address.
-func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.addr }
+
+// Down closes the listener and every connection, as a dead server would:
+// connects are refused until Up.
+func (p *Proxy) Down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		_ = p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Up listens again on the same address after Down.
+func (p *Proxy) Up() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.closed:
+		return errors.New("proxy closed")
+	default:
+	}
+	if p.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		return fmt.Errorf("proxy listen %s: %w", p.addr, err)
+	}
+	p.ln = ln
+	p.wg.Add(1)
+	go p.accept(ln)
+	return nil
+}
 
 // Drop stops forwarding without closing anything.
 func (p *Proxy) Drop() {
@@ -108,9 +146,12 @@ func (p *Proxy) Accepted() int {
 func (p *Proxy) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
-		close(p.closed)
-		err = p.ln.Close()
 		p.mu.Lock()
+		close(p.closed)
+		if p.ln != nil {
+			err = p.ln.Close()
+			p.ln = nil
+		}
 		for c := range p.conns {
 			_ = c.Close()
 		}
@@ -154,10 +195,10 @@ func (p *Proxy) untrack(c net.Conn) {
 	_ = c.Close()
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				select {

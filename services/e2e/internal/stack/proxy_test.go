@@ -124,3 +124,42 @@ func TestBlackholeAcceptsAndNeverAnswers(t *testing.T) {
 		t.Fatalf("after Close: read error %v, want the connection closed", err)
 	}
 }
+
+// Down is a dead server: connections close and connects are refused; Up
+// listens on the same address again.
+func TestProxyDownAndUp(t *testing.T) {
+	p, err := NewProxy(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	if got, err := roundTrip(t, c, r, "one", time.Second); err != nil || got != "one\n" {
+		t.Fatalf("pass-through: %q %v", got, err)
+	}
+	p.Down()
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("connection survived Down")
+	}
+	if c, err := (&net.Dialer{Timeout: time.Second}).Dial("tcp", p.Addr()); err == nil {
+		c.Close()
+		t.Fatal("connect succeeded while down")
+	}
+	if err := p.Up(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got, err := roundTrip(t, c2, bufio.NewReader(c2), "two", time.Second); err != nil || got != "two\n" {
+		t.Fatalf("after Up: %q %v", got, err)
+	}
+}
