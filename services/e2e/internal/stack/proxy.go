@@ -18,7 +18,7 @@ type Proxy struct {
 	target string
 
 	mu       sync.Mutex
-	ln       net.Listener // nil while down
+	ln       net.Listener  // nil while down
 	open     chan struct{} // closed while forwarding
 	conns    map[net.Conn]struct{}
 	accepted int
