@@ -21,6 +21,20 @@ import (
 // fires when memory itself does not answer (stopped, partitioned).
 const DefaultProxyTimeout = 5 * time.Second
 
+// LongProxyTimeout bounds the two calls whose work memory lets grow with
+// their size: WriteEpisodes (QUERY_TIMEOUT plus time for its bytes, at most
+// 1 min) and DeleteNamespace (erasing in batches for at most 1 min). It is
+// above those caps, so memory's own answer (stored, or erased so far and
+// "call again") comes first. A shorter MEMORY_PROXY_TIMEOUT does not cut
+// them; a longer one applies to them too.
+const LongProxyTimeout = 70 * time.Second
+
+// longMethods are the calls LongProxyTimeout applies to.
+var longMethods = map[string]bool{
+	memoryv1.MemoryService_WriteEpisodes_FullMethodName:   true,
+	memoryv1.MemoryService_DeleteNamespace_FullMethodName: true,
+}
+
 // proxyRequestID is the metadata key the gateway forwards the request id in.
 const proxyRequestID = "x-request-id"
 
@@ -30,9 +44,9 @@ const proxyRequestID = "x-request-id"
 // a refused or broken connection) is answered without the transport's
 // detail, which names internal addresses; the detail is logged instead.
 type Proxy struct {
-	cc      grpc.ClientConnInterface
-	timeout time.Duration
-	log     *zap.Logger
+	cc            grpc.ClientConnInterface
+	timeout, long time.Duration
+	log           *zap.Logger
 }
 
 // NewProxy wraps cc; timeout ≤ 0 means DefaultProxyTimeout.
@@ -43,12 +57,20 @@ func NewProxy(cc grpc.ClientConnInterface, timeout time.Duration, log *zap.Logge
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Proxy{cc: cc, timeout: timeout, log: log}
+	return &Proxy{cc: cc, timeout: timeout, long: max(timeout, LongProxyTimeout), log: log}
+}
+
+// deadline is the time a call of method gets.
+func (p *Proxy) deadline(method string) time.Duration {
+	if longMethods[method] {
+		return p.long
+	}
+	return p.timeout
 }
 
 // Invoke makes a unary call under the proxy's deadline.
 func (p *Proxy) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.deadline(method))
 	defer cancel()
 	// Memory sends headers (its request id) before any answer of its own, so
 	// an error without headers was made on this side of the connection.
@@ -63,7 +85,7 @@ func (p *Proxy) Invoke(ctx context.Context, method string, args, reply any, opts
 // NewStream opens a stream under the proxy's deadline. Memory's API has no
 // streaming method today; this keeps the rule for one added later.
 func (p *Proxy) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	ctx, cancel := context.WithTimeout(ctx, p.deadline(method))
 	s, err := p.cc.NewStream(ctx, desc, method, opts...)
 	if err != nil {
 		cancel()

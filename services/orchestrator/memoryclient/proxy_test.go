@@ -30,6 +30,28 @@ func (answeringMemory) GetStats(ctx context.Context, _ *memoryv1.GetStatsRequest
 	return nil, status.Error(codes.Unavailable, memoryOwnReason)
 }
 
+// slowWork answers after twice the proxy's short timeout.
+const slowWork = 600 * time.Millisecond
+
+// DeleteNamespace and GetEpisode take slowWork: an erase may, a read may not.
+func (answeringMemory) DeleteNamespace(ctx context.Context, _ *memoryv1.DeleteNamespaceRequest) (*memoryv1.DeleteNamespaceResponse, error) {
+	select {
+	case <-time.After(slowWork):
+		return &memoryv1.DeleteNamespaceResponse{Deleted: 3}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (answeringMemory) GetEpisode(ctx context.Context, _ *memoryv1.GetEpisodeRequest) (*memoryv1.GetEpisodeResponse, error) {
+	select {
+	case <-time.After(slowWork):
+		return &memoryv1.GetEpisodeResponse{}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func (answeringMemory) ListEpisodes(ctx context.Context, _ *memoryv1.ListEpisodesRequest) (*memoryv1.ListEpisodesResponse, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
@@ -95,6 +117,17 @@ func TestProxy(t *testing.T) {
 			_, err := down.WriteEpisodes(ctx, &memoryv1.WriteEpisodesRequest{})
 			return err
 		}, codes.Unavailable, "may or may not have been made"},
+		{"a read slower than the timeout is cut", func(ctx context.Context) error {
+			_, err := up.GetEpisode(ctx, &memoryv1.GetEpisodeRequest{Namespace: "n", Id: "x"})
+			return err
+		}, codes.DeadlineExceeded, "memory service did not answer within the deadline"},
+		{"an erase may take longer than the timeout (memory bounds it)", func(ctx context.Context) error {
+			r, err := up.DeleteNamespace(ctx, &memoryv1.DeleteNamespaceRequest{Namespace: "n"})
+			if err == nil && r.GetDeleted() != 3 {
+				t.Errorf("erase answered %v", r)
+			}
+			return err
+		}, codes.OK, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
