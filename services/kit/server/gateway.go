@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -77,7 +78,7 @@ func newGatewayMux() *runtime.ServeMux {
 // bytes are never echoed; the parameter is named as the client spelled it.
 func checkParamsUTF8(pathParams map[string]string, rawQuery string) error {
 	var v badrequest.Violations
-	for _, name := range slices.Sorted(mapKeys(pathParams)) {
+	for _, name := range slices.Sorted(maps.Keys(pathParams)) {
 		if !utf8.ValidString(pathParams[name]) {
 			v.Add(name, "path parameter must be valid UTF-8")
 		}
@@ -86,7 +87,7 @@ func checkParamsUTF8(pathParams map[string]string, rawQuery string) error {
 		// A malformed query is the handler's to reject (ParseForm); what
 		// did parse is checked here.
 		values, _ := url.ParseQuery(rawQuery)
-		for _, key := range slices.Sorted(mapKeys(values)) {
+		for _, key := range slices.Sorted(maps.Keys(values)) {
 			if v.Len() >= maxReported {
 				break
 			}
@@ -103,16 +104,6 @@ func checkParamsUTF8(pathParams map[string]string, rawQuery string) error {
 		}
 	}
 	return v.Err()
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // probeKey marks a request that only asks whether a route matches (see
