@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -33,9 +34,11 @@ import (
 // parameters that are not UTF-8 get 400 naming them, JSON that does not
 // decode says why, and a method a route does not serve gets 405 with Allow.
 func newGatewayMux() *runtime.ServeMux {
+	installQueryParser.Do(func() {
+		runtime.NewServeMux(runtime.SetQueryParameterParser(&strictQueryParser{}))
+	})
 	var mux *runtime.ServeMux // the handlers below run after it is set
 	mux = runtime.NewServeMux(
-		runtime.SetQueryParameterParser(&strictQueryParser{}),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: jsonCodec{&runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
@@ -71,6 +74,12 @@ func newGatewayMux() *runtime.ServeMux {
 	)
 	return mux
 }
+
+// installQueryParser sets the gateway's query parser once per process: the
+// gateway keeps it in a package variable that its option writes whenever a
+// mux is built, so building a second server while one serves requests (two
+// in one process, as tests do) would race with every request's read of it.
+var installQueryParser sync.Once
 
 // checkParamsUTF8 rejects path and query parameters that do not decode to
 // UTF-8. Left alone they reach a proto3 string field, which the gateway's

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -14,6 +15,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 )
@@ -216,4 +218,18 @@ func TestLoneSurrogate(t *testing.T) {
 			t.Errorf("loneSurrogate(%s) = %q %d %v, want %q %d", tt.in, esc, at, ok, tt.want, tt.at)
 		}
 	}
+}
+
+// Building a gateway while another one parses query parameters does not
+// race: the gateway's process-wide query parser is set once.
+func TestGatewayMuxesShareTheQueryParser(t *testing.T) {
+	newGatewayMux()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { newGatewayMux() })
+		wg.Go(func() {
+			_ = runtime.PopulateQueryParameters(&wrapperspb.StringValue{}, url.Values{"value": {"x"}}, utilities.NewDoubleArray(nil))
+		})
+	}
+	wg.Wait()
 }
