@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 	"github.com/brainhq/brain/services/kit/pgtest"
