@@ -208,6 +208,41 @@ func TestWorkingMemoryAcrossSessionTurns(t *testing.T) {
 	p50 := stack.Percentile(gets, 50)
 	t.Logf("GetWorkingMemory of 8 items over gRPC: p50 %s", p50)
 	measured.Duration("GetWorkingMemory (8 items, gRPC, loopback) p50", p50, "≤ 1 ms")
+	var puts []time.Duration
+	for range 50 {
+		cur, err := memClient.GetWorkingMemory(ctxFor(t, 5*time.Second), &memoryv1.GetWorkingMemoryRequest{Namespace: ns, SessionId: "timed-put"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := memClient.PutWorkingMemory(ctxFor(t, 5*time.Second), &memoryv1.PutWorkingMemoryRequest{Namespace: ns, SessionId: "timed-put",
+			ExpectedVersion: cur.GetWorkingMemory().GetVersion(), Items: cur.GetWorkingMemory().GetItems()}); err != nil {
+			t.Fatal(err)
+		}
+		puts = append(puts, time.Since(start))
+	}
+	t.Logf("PutWorkingMemory over gRPC: p50 %s", stack.Percentile(puts, 50))
+	measured.Duration("PutWorkingMemory (gRPC, loopback) p50", stack.Percentile(puts, 50), "")
+
+	// What a session adds to a whole Orchestrate over loopback: the read
+	// runs beside the recall, the write is one more round trip.
+	var with, without []time.Duration
+	for i := range 30 {
+		for _, session := range []string{"", "timed"} {
+			r := orchestrate(ctxFor(t, 10*time.Second), oc, &orchestratorv1.OrchestrateRequest{
+				Namespace: ns, Query: words[i%len(words)], SessionId: session, Options: &orchestratorv1.OrchestrateOptions{Budget: budget}})
+			r.complete(t)
+			if session == "" {
+				without = append(without, r.elapsed)
+			} else {
+				with = append(with, r.elapsed)
+			}
+		}
+	}
+	pWith, pWithout := stack.Percentile(with, 50), stack.Percentile(without, 50)
+	t.Logf("Orchestrate p50 with a session %s, without %s", pWith, pWithout)
+	measured.Duration("Orchestrate with a session, whole stream p50 (loopback)", pWith, "")
+	measured.Duration("Orchestrate without a session, whole stream p50 (loopback)", pWithout, "")
 
 	// The front door serves the buffer's routes.
 	path := "http://" + orch.HTTPAddr + "/v1/memory/namespaces/" + ns + "/sessions/s2/working-memory"

@@ -60,26 +60,50 @@ func (s *Store) GetWorkingMemory(ctx context.Context, ns, session string) (episo
 	return wm, nil
 }
 
-// The compare-and-set of PutWorkingMemory. A concurrent writer of the same
-// session waits on the row (or on the key, for a new buffer) and then
-// finds the version moved: no row, ErrVersionConflict.
-const (
-	createWorkingMemorySQL = `INSERT INTO working_memory (namespace, session_id, version, updated_at)
-VALUES ($1, $2, 1, now()) ON CONFLICT DO NOTHING RETURNING version, updated_at`
-	advanceWorkingMemorySQL = `UPDATE working_memory SET version = version + 1, updated_at = now()
-WHERE namespace = $1 AND session_id = $2 AND version = $3 RETURNING version, updated_at`
-	deleteWorkingMemoryItemsSQL = `DELETE FROM working_memory_items WHERE namespace = $1 AND session_id = $2`
-	insertWorkingMemoryItemsSQL = `INSERT INTO working_memory_items (namespace, session_id, position, episode_id, content,
-	origin, attention, turns_since_attended, rehearsals, added_at, last_attended_at)
-SELECT $1, $2, r.pos, r.id, r.content, r.origin, r.attention, r.turns, r.rehearsals, r.added, r.attended
-FROM unnest($3::int[], $4::uuid[], $5::text[], $6::int2[], $7::float8[], $8::int[], $9::int[],
-	$10::timestamptz[], $11::timestamptz[]) AS r(pos, id, content, origin, attention, turns, rehearsals, added, attended)`
+// putWorkingMemorySQL is PutWorkingMemory in one statement (one round
+// trip, its own transaction). cas advances the version only if it is still
+// the expected one ($3; 0 creates the buffer); the item changes run only
+// when it did, and touch disjoint rows (del removes the items not in the new
+// set, ins upserts the new set), so the sub-statements, which share one
+// snapshot, never meet. A concurrent writer of the same session waits on
+// cas's row (or key) and then finds the version moved: no row,
+// ErrVersionConflict, nothing changed. Other writers of items (the cascade
+// of an episode delete) remove only rows of deleted episodes, which ins
+// would then fail to reference (foreign key): ErrInvalid.
+const putWorkingMemorySQL = `WITH cas AS (
+	UPDATE working_memory SET version = version + 1, updated_at = now()
+	WHERE namespace = $1 AND session_id = $2 AND version = $3 AND $3 > 0
+	RETURNING version, updated_at
+), created AS (
+	INSERT INTO working_memory (namespace, session_id, version, updated_at)
+	SELECT $1, $2, 1, now() WHERE $3 = 0
+	ON CONFLICT DO NOTHING
+	RETURNING version, updated_at
+), won AS (
+	SELECT * FROM cas UNION ALL SELECT * FROM created
+), del AS (
+	DELETE FROM working_memory_items i
+	WHERE i.namespace = $1 AND i.session_id = $2 AND EXISTS (SELECT 1 FROM won) AND i.episode_id <> ALL ($5::uuid[])
+), ins AS (
+	INSERT INTO working_memory_items AS i (namespace, session_id, position, episode_id, content,
+		origin, attention, turns_since_attended, rehearsals, added_at, last_attended_at)
+	SELECT $1, $2, r.pos, r.id, r.content, r.origin, r.attention, r.turns, r.rehearsals, r.added, r.attended
+	FROM unnest($4::int[], $5::uuid[], $6::text[], $7::int2[], $8::float8[], $9::int[], $10::int[],
+		$11::timestamptz[], $12::timestamptz[]) AS r(pos, id, content, origin, attention, turns, rehearsals, added, attended)
+	WHERE EXISTS (SELECT 1 FROM won)
+	ON CONFLICT (namespace, session_id, episode_id) DO UPDATE SET
+		position = excluded.position, content = excluded.content, origin = excluded.origin,
+		attention = excluded.attention, turns_since_attended = excluded.turns_since_attended,
+		rehearsals = excluded.rehearsals, added_at = excluded.added_at, last_attended_at = excluded.last_attended_at
 )
+SELECT version, updated_at FROM won`
+
+const deleteWorkingMemoryItemsSQL = `DELETE FROM working_memory_items WHERE namespace = $1 AND session_id = $2`
 
 // PutWorkingMemory replaces a session's buffer if its version is still
-// expected (0: the session has none), in one transaction, and returns it at
-// the new version. ErrVersionConflict when it is not; ErrInvalid when an
-// item is not an episode of ns (or not storable).
+// expected (0: the session has none), atomically, and returns it at the
+// new version. ErrVersionConflict when it is not; ErrInvalid when an item
+// is not an episode of ns (or not storable).
 func (s *Store) PutWorkingMemory(ctx context.Context, ns, session string, expected int64, items []episode.WorkingMemoryItem) (episode.WorkingMemory, error) {
 	wm := episode.WorkingMemory{Namespace: ns, SessionID: session}
 	n := len(items)
@@ -102,55 +126,17 @@ func (s *Store) PutWorkingMemory(ctx context.Context, ns, session string, expect
 		attention[i], turns[i], rehearsals[i] = it.Attention, int32(it.TurnsSinceAttended), int32(it.Rehearsals)
 		added[i], attended[i] = it.AddedAt, it.LastAttendedAt
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return wm, fmt.Errorf("put working memory %q/%q: begin: %w", ns, session, err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	batch := &pgx.Batch{}
-	timed := queueStatementTimeout(ctx, batch)
-	if expected == 0 {
-		batch.Queue(createWorkingMemorySQL, ns, session)
-	} else {
-		batch.Queue(advanceWorkingMemorySQL, ns, session, expected)
-	}
-	batch.Queue(deleteWorkingMemoryItemsSQL, ns, session)
-	batch.Queue(insertWorkingMemoryItemsSQL, ns, session, pos, ids, contents, origins, attention, turns, rehearsals,
-		added, attended)
-	br := tx.SendBatch(ctx, batch)
-	err = func() error {
-		if timed {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("set statement timeout: %w", err)
-			}
-		}
-		if err := br.QueryRow().Scan(&wm.Version, &wm.UpdatedAt); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: expected version %d is stale", ErrVersionConflict, expected)
-			}
-			return fmt.Errorf("compare and set: %w", err)
-		}
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("delete items: %w", err)
-		}
-		if _, err := br.Exec(); err != nil {
-			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "23503" { // foreign_key_violation
-				return fmt.Errorf("%w: an item's episode_id is not an episode of namespace %q", ErrInvalid, ns)
-			}
-			return fmt.Errorf("insert items: %w", err)
-		}
-		return nil
-	}()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = tx.Commit(ctx)
-	}
-	if err != nil {
-		return episode.WorkingMemory{Namespace: ns, SessionID: session},
-			fmt.Errorf("put working memory %q/%q: %w", ns, session, err)
+	err := s.pool.QueryRow(ctx, putWorkingMemorySQL, ns, session, expected, pos, ids, contents, origins, attention,
+		turns, rehearsals, added, attended).Scan(&wm.Version, &wm.UpdatedAt)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return wm, fmt.Errorf("put working memory %q/%q: %w: expected version %d is stale", ns, session, ErrVersionConflict, expected)
+	case errors.As(err, &pgErr) && pgErr.Code == "23503": // foreign_key_violation
+		return wm, fmt.Errorf("put working memory %q/%q: %w: an item's episode_id is not an episode of namespace %q",
+			ns, session, ErrInvalid, ns)
+	case err != nil:
+		return wm, fmt.Errorf("put working memory %q/%q: %w", ns, session, err)
 	}
 	wm.UpdatedAt = wm.UpdatedAt.UTC()
 	wm.Items = append([]episode.WorkingMemoryItem(nil), items...)
