@@ -34,6 +34,10 @@ type Store interface {
 	Delete(ctx context.Context, ns, id string) (bool, error)
 	DeleteNamespaceBatch(ctx context.Context, ns string) (int64, error)
 	Stats(ctx context.Context, ns string) (store.Stats, error)
+	GetWorkingMemory(ctx context.Context, ns, session string) (episode.WorkingMemory, error)
+	PutWorkingMemory(ctx context.Context, ns, session string, expected int64, items []episode.WorkingMemoryItem) (episode.WorkingMemory, error)
+	ClearWorkingMemory(ctx context.Context, ns, session string) (bool, int64, error)
+	DeleteWorkingMemories(ctx context.Context, ns string) (int64, error)
 }
 
 // Recaller answers recalls with the fallback order.
@@ -421,10 +425,12 @@ const errorDomain = "memory.brain"
 // is rolled back; the deletes and RecordAccess run one implicit-transaction
 // statement batch, which PostgreSQL may still commit after the client gave up.
 var afterFailure = map[string]string{
-	"write episodes":   "nothing was stored (the transaction was rolled back); retry with the same ids",
-	"delete episode":   "the delete may or may not have been applied; retrying it is safe",
-	"delete namespace": "the erase may or may not have been applied; retrying it is safe",
-	"record access":    "the access may or may not have been counted",
+	"write episodes":       "nothing was stored (the transaction was rolled back); retry with the same ids",
+	"delete episode":       "the delete may or may not have been applied; retrying it is safe",
+	"delete namespace":     "the erase may or may not have been applied; retrying it is safe",
+	"record access":        "the access may or may not have been counted",
+	"put working memory":   "the buffer may or may not have been written: read it again (its version says)",
+	"clear working memory": "the clear may or may not have been applied; retrying it is safe",
 }
 
 // outcomeUnknownHint is what a client must do after ErrOutcomeUnknown.
@@ -448,6 +454,8 @@ func (s *Server) toStatus(ctx context.Context, op string, err error) error {
 			return status.Errorf(c, "%s: %v; %s", op, err, outcomeUnknownHint)
 		}
 		return st.Err()
+	case errors.Is(err, store.ErrVersionConflict):
+		return status.Errorf(codes.Aborted, "%s: %v: read the working memory again, merge and retry", op, err)
 	case errors.Is(err, store.ErrNotFound):
 		return status.Error(codes.NotFound, "episode not found in this namespace")
 	case errors.Is(err, store.ErrBadPageToken):

@@ -25,6 +25,7 @@ type deleteStore struct {
 func (s deleteStore) Delete(context.Context, string, string) (bool, error) {
 	return s.err == nil, s.err
 }
+func (s deleteStore) DeleteWorkingMemories(context.Context, string) (int64, error) { return 0, nil }
 func (s deleteStore) DeleteNamespaceBatch(context.Context, string) (int64, error) {
 	if s.err != nil {
 		return 0, s.err

@@ -38,8 +38,15 @@ func (s *Server) erase(ctx context.Context, ns string) (int64, error) {
 			return err
 		})
 		total += n
-		if err != nil || n == 0 {
+		if err != nil {
 			return total, err
+		}
+		if n == 0 {
+			// The episodes' items went with them; now the buffers themselves.
+			return total, s.d.Guard.Do(ctx, s.d.QueryTimeout, func(ctx context.Context) error {
+				_, err := s.d.Store.DeleteWorkingMemories(ctx, ns)
+				return err
+			})
 		}
 	}
 }

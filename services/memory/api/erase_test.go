@@ -37,6 +37,8 @@ func (b *batchStore) DeleteNamespaceBatch(ctx context.Context, _ string) (int64,
 	return n, nil
 }
 
+func (b *batchStore) DeleteWorkingMemories(context.Context, string) (int64, error) { return 0, nil }
+
 func eraseServer(st Store) (*Server, *fallback.Breaker) {
 	br := fallback.NewBreaker(1, 0, time.Now, nil)
 	cache := fallback.NewCache(10, 1<<20, time.Hour, time.Now)

@@ -53,6 +53,10 @@ func TestProtoDocumentsLimits(t *testing.T) {
 		{"Episode", "string speaker = 11;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSpeakerBytes)}},
 		{"RecallRequest", "string speaker = 12;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSpeakerBytes)}},
 		{"ListEpisodesRequest", "string speaker = 8;", []string{fmt.Sprintf("at most %d bytes", episode.MaxSpeakerBytes)}},
+		{"WorkingMemoryItem", "string content = 2;", []string{fmt.Sprintf("at most %d bytes", episode.MaxWorkingMemoryContentBytes)}},
+		{"PutWorkingMemoryRequest", "repeated WorkingMemoryItem items = 4;", []string{fmt.Sprintf("0..%d items", episode.MaxWorkingMemoryItems)}},
+		{"PutWorkingMemoryRequest", "string session_id = 2;", []string{fmt.Sprintf("1..%d bytes", episode.MaxSessionBytes)}},
+		{"GetWorkingMemoryRequest", "string session_id = 2;", []string{fmt.Sprintf("1..%d bytes", episode.MaxSessionBytes)}},
 	}
 	for _, tt := range tests {
 		c := comment(tt.msg, tt.decl)

@@ -110,3 +110,23 @@ func (g gatedStore) Recall(ctx context.Context, q recall.Query) ([]recall.Result
 	rs, err := g.Store.Recall(ctx, q)
 	return rs, g.gate(err)
 }
+
+func (g gatedStore) GetWorkingMemory(ctx context.Context, ns, session string) (episode.WorkingMemory, error) {
+	wm, err := g.Store.GetWorkingMemory(ctx, ns, session)
+	return wm, g.gate(err)
+}
+
+func (g gatedStore) PutWorkingMemory(ctx context.Context, ns, session string, expected int64, items []episode.WorkingMemoryItem) (episode.WorkingMemory, error) {
+	wm, err := g.Store.PutWorkingMemory(ctx, ns, session, expected, items)
+	return wm, g.gate(err)
+}
+
+func (g gatedStore) ClearWorkingMemory(ctx context.Context, ns, session string) (bool, int64, error) {
+	ok, v, err := g.Store.ClearWorkingMemory(ctx, ns, session)
+	return ok, v, g.gate(err)
+}
+
+func (g gatedStore) DeleteWorkingMemories(ctx context.Context, ns string) (int64, error) {
+	n, err := g.Store.DeleteWorkingMemories(ctx, ns)
+	return n, g.gate(err)
+}

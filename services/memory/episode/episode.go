@@ -44,6 +44,12 @@ const (
 	MaxPageSize = 1000
 	// MaxAccessIDs bounds the ids of one RecordAccess call.
 	MaxAccessIDs = 100
+	// MaxWorkingMemoryItems bounds the items of one session's working
+	// memory (the orchestrator's capacity option tops out there too).
+	MaxWorkingMemoryItems = 20
+	// MaxWorkingMemoryContentBytes bounds a working-memory item's content:
+	// the orchestrator cuts it to at most 4096 characters of up to 4 bytes.
+	MaxWorkingMemoryContentBytes = 16 << 10
 )
 
 // NamespaceAlphabet describes the namespaces that can be written and read:

@@ -31,7 +31,9 @@ const (
 
 // Deps are what the server needs.
 type Deps struct {
-	// Memory serves LAB_011 and LAB_007; nil makes them degrade.
+	// Memory serves LAB_011 and LAB_007; nil makes them degrade. When it
+	// is also a labs.SessionMemory (the memory client is), runs with a
+	// session id keep the session's working memory between turns.
 	Memory labs.Memory
 	// Access takes LAB_009's accesses; nil makes it degrade.
 	Access labs.AccessRecorder
@@ -50,9 +52,10 @@ type Deps struct {
 // Server implements orchestratorv1.OrchestratorServiceServer.
 type Server struct {
 	orchestratorv1.UnimplementedOrchestratorServiceServer
-	sched   *graph.Scheduler
-	deps    Deps
-	catalog []*orchestratorv1.LabInfo
+	sched    *graph.Scheduler
+	deps     Deps
+	sessions labs.SessionMemory // nil: runs keep no session state
+	catalog  []*orchestratorv1.LabInfo
 }
 
 // New returns the server. It panics if the built-in LAB catalog is not a
@@ -75,6 +78,7 @@ func New(deps Deps) *Server {
 		panic(fmt.Sprintf("api: invalid LAB catalog: %v", err))
 	}
 	s := &Server{sched: sched, deps: deps}
+	s.sessions, _ = deps.Memory.(labs.SessionMemory)
 	for _, l := range sched.Labs() {
 		s.catalog = append(s.catalog, &orchestratorv1.LabInfo{
 			Id:          l.ID(),
@@ -108,8 +112,10 @@ func (s *Server) Orchestrate(req *orchestratorv1.OrchestrateRequest, stream grpc
 	err = s.sched.Run(ctx, in, budget, func(e graph.Event) error {
 		if e.Summary != nil {
 			sum = *e.Summary
+			sp := summary(sum, in.AsOf)
+			sp.Session = s.endSession(ctx, in, sum)
 			return stream.Send(&orchestratorv1.OrchestrateResponse{
-				Event: &orchestratorv1.OrchestrateResponse_Summary{Summary: summary(sum, in.AsOf)}})
+				Event: &orchestratorv1.OrchestrateResponse_Summary{Summary: sp}})
 		}
 		if s.deps.ObserveLab != nil {
 			s.deps.ObserveLab(e.Result.LabID, e.Result.Status, e.Result.Elapsed)
@@ -160,4 +166,45 @@ func (s *Server) logRun(requestID string, in labs.Request, budget time.Duration,
 		return
 	}
 	s.deps.Logger.Debug("orchestrate", fields...)
+}
+
+// endSession ends a run with a session id by writing the session's buffer
+// back (labs.SaveSession), before the summary that reports it. It lives
+// here, after the graph, rather than in a LAB: the write needs LAB_011's
+// merge, LAB_010's attention and LAB_007's predictions, i.e. the end of the
+// longest chain, and a tenth LAB that only writes would sit in the catalog
+// and the stream without computing anything. Nil without a session id.
+func (s *Server) endSession(ctx context.Context, in labs.Request, sum graph.Summary) *orchestratorv1.SessionMemory {
+	if in.SessionID == "" {
+		return nil
+	}
+	wm, ok := value[labs.WorkingMemory](sum, labs.IDWorkingMemory)
+	switch {
+	case !ok:
+		return &orchestratorv1.SessionMemory{SessionId: in.SessionID,
+			DegradedReason: "LAB_011 produced no working memory: nothing written"}
+	case wm.Session == nil:
+		reason := wm.SessionReason
+		if reason == "" {
+			reason = "no memory configured for sessions: nothing written"
+		}
+		return &orchestratorv1.SessionMemory{SessionId: in.SessionID, DegradedReason: reason}
+	}
+	var att *labs.Attention
+	if a, ok := value[labs.Attention](sum, labs.IDAttention); ok {
+		att = &a
+	}
+	var pre *labs.Preload
+	if p, ok := value[labs.Preload](sum, labs.IDPreload); ok {
+		pre = &p
+	}
+	sctx, cancel := context.WithTimeout(ctx, labs.SaveTimeout)
+	defer cancel()
+	out := labs.SaveSession(sctx, s.sessions, in, wm.Session, att, pre)
+	if !out.Saved {
+		s.deps.Logger.Warn("orchestrate: session working memory not written", zap.String("request_id", server.RequestID(ctx)),
+			zap.String("namespace", in.Namespace), zap.String("session_id", in.SessionID), zap.String("reason", out.Reason),
+			zap.Int("attempts", out.Attempts))
+	}
+	return sessionToProto(out)
 }

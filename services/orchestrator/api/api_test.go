@@ -341,6 +341,14 @@ func TestInvalidArgument(t *testing.T) {
 		}, []string{"options.content_max_chars", "options.preload_k"}},
 		{"min confidence", func(r *orchestratorv1.OrchestrateRequest) { r.Options.PreloadMinConfidence = proto.Float64(1.5) },
 			[]string{"options.preload_min_confidence"}},
+		{"capacity too big", func(r *orchestratorv1.OrchestrateRequest) { r.Options.WorkingMemoryCapacity = 21 },
+			[]string{"options.working_memory_capacity"}},
+		{"capacity negative", func(r *orchestratorv1.OrchestrateRequest) { r.Options.WorkingMemoryCapacity = -1 },
+			[]string{"options.working_memory_capacity"}},
+		{"negative decay", func(r *orchestratorv1.OrchestrateRequest) {
+			r.Options.DecayTurns, r.Options.DecayAfter = -1, durationpb.New(-time.Minute)
+		}, []string{"options.decay_turns", "options.decay_after"}},
+		{"long session", func(r *orchestratorv1.OrchestrateRequest) { r.SessionId = strings.Repeat("s", 129) }, []string{"session_id"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

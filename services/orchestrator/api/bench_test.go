@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
 	"github.com/brainhq/brain/services/orchestrator/graph"
 	"github.com/brainhq/brain/services/orchestrator/labs"
 	"github.com/brainhq/brain/services/orchestrator/memoryclient/access"
@@ -48,8 +49,20 @@ func reportLatencies(b *testing.B, first, total []time.Duration) {
 // BenchmarkOrchestrate measures a whole Orchestrate call over in-process
 // gRPC (bufconn): time to the first LAB result and to the end of the stream.
 func BenchmarkOrchestrate(b *testing.B) {
-	c := serve(b, benchDeps(b))
-	req := baseRequest()
+	benchOrchestrate(b, serve(b, benchDeps(b)), baseRequest())
+}
+
+// BenchmarkOrchestrateSession is BenchmarkOrchestrate with a session's
+// working memory kept in an instant in-process store: the cost the session
+// adds beyond memory's round trips (loading, merging, settling, writing
+// back, reporting). Every call is a new turn of the same session.
+func BenchmarkOrchestrateSession(b *testing.B) {
+	deps := benchDeps(b)
+	deps.Memory = &sessionMemory{fixedMemory: newFixedMemory(50)}
+	benchOrchestrate(b, serve(b, deps), baseRequest())
+}
+
+func benchOrchestrate(b *testing.B, c orchestratorv1.OrchestratorServiceClient, req *orchestratorv1.OrchestrateRequest) {
 	ctx := context.Background()
 	first := make([]time.Duration, 0, b.N)
 	total := make([]time.Duration, 0, b.N)

@@ -10,6 +10,7 @@ import (
 	orchestratorv1 "github.com/brainhq/brain/gen/brain/orchestrator/v1"
 	"github.com/brainhq/brain/services/orchestrator/graph"
 	"github.com/brainhq/brain/services/orchestrator/labs"
+	"github.com/brainhq/brain/services/orchestrator/memoryclient"
 )
 
 func labStatus(s labs.Status) orchestratorv1.LabStatus {
@@ -66,6 +67,11 @@ func labResult(r graph.Result) *orchestratorv1.LabResult {
 			Candidates:           int32(v.Candidates),
 			SuppressedDuplicates: int32(v.SuppressedDuplicates),
 		}}
+		if v.Session != nil {
+			o := out.GetWorkingMemory()
+			o.SessionVersion = v.Session.Version
+			o.Evictions = evictions(v.Session.Evictions)
+		}
 	case labs.Salience:
 		s := &orchestratorv1.SalienceOutput{Query: itemSalience(v.Query)}
 		for _, it := range v.Items {
@@ -128,6 +134,7 @@ func bufferItems(items []labs.BufferItem) []*orchestratorv1.BufferItem {
 			Synthetic:  it.Synthetic,
 			Metadata:   it.Metadata,
 			Importance: it.Importance,
+			Origin:     memoryv1.Origin(it.Origin),
 		}
 		if !it.Synthetic { // the query has no recall scores
 			b.Scores = scoresToProto(it.Scores)
@@ -202,5 +209,35 @@ func scoresToProto(s labs.Scores) *memoryv1.RecallScores {
 			OwnWords: c.OwnWords, Context: c.Context, Speaker: c.Speaker, Time: c.Time,
 			Importance: c.Importance, Recency: c.Recency,
 		},
+	}
+}
+
+func evictions(ev []labs.Eviction) []*orchestratorv1.Eviction {
+	out := make([]*orchestratorv1.Eviction, len(ev))
+	for i, e := range ev {
+		out[i] = &orchestratorv1.Eviction{EpisodeId: e.Item.EpisodeID, Content: e.Item.Content,
+			Origin: memoryv1.Origin(e.Item.Origin), Reason: evictionReason(e.Reason), Detail: e.Detail}
+	}
+	return out
+}
+
+func evictionReason(r labs.EvictionReason) orchestratorv1.EvictionReason {
+	switch r {
+	case labs.EvictedDecayTurns:
+		return orchestratorv1.EvictionReason_EVICTION_REASON_DECAY_TURNS
+	case labs.EvictedDecayTime:
+		return orchestratorv1.EvictionReason_EVICTION_REASON_DECAY_TIME
+	case labs.EvictedCapacity:
+		return orchestratorv1.EvictionReason_EVICTION_REASON_CAPACITY
+	case labs.EvictedPredictionUnused:
+		return orchestratorv1.EvictionReason_EVICTION_REASON_PREDICTION_UNUSED
+	}
+	return orchestratorv1.EvictionReason_EVICTION_REASON_UNSPECIFIED
+}
+
+func sessionToProto(o labs.SessionOutcome) *orchestratorv1.SessionMemory {
+	return &orchestratorv1.SessionMemory{
+		SessionId: o.SessionID, Items: memoryclient.SessionItemsToProto(o.Items), Evictions: evictions(o.Evictions),
+		Version: o.Version, Saved: o.Saved, DegradedReason: o.Reason, Attempts: int32(o.Attempts),
 	}
 }

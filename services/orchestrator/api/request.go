@@ -52,6 +52,15 @@ func requestFromProto(req *orchestratorv1.OrchestrateRequest, now time.Time) (la
 		CandidatePool:   int(o.GetCandidatePool()),
 		ContentMaxChars: int(o.GetContentMaxChars()),
 		PreloadK:        int(o.GetPreloadK()),
+		Capacity:        int(o.GetWorkingMemoryCapacity()),
+		DecayTurns:      int(o.GetDecayTurns()),
+	}
+	if d := o.GetDecayAfter(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			v.Add("options.decay_after", "is not a valid duration: %v", err)
+		} else {
+			opts.DecayAfter = d.AsDuration()
+		}
 	}
 	if w := o.GetWeights(); w != nil {
 		opts.Weights = labs.AttentionWeights{Relevance: w.GetRelevance(), Recency: w.GetRecency(),

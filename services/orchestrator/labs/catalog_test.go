@@ -68,8 +68,11 @@ func TestOptions(t *testing.T) {
 		{"content too short", Options{ContentMaxChars: 15}, []string{"content_max_chars"}},
 		{"k too big", Options{PreloadK: 21}, []string{"preload_k"}},
 		{"min confidence above 1", Options{PreloadMinConfidence: &two}, []string{"preload_min_confidence"}},
+		{"capacity too big", Options{Capacity: 21}, []string{"working_memory_capacity"}},
+		{"negative decay", Options{DecayTurns: -1, DecayAfter: -time.Second}, []string{"decay_turns", "decay_after"}},
+		{"decay too long", Options{DecayTurns: 1001, DecayAfter: MaxDecayAfter + 1}, []string{"decay_turns", "decay_after"}},
 		{"all bounds at once", Options{RecallLimit: 20, CandidatePool: 20, ContentMaxChars: 4096, PreloadK: 20,
-			RecencyHalfLife: MaxRecencyHalfLife}, nil},
+			RecencyHalfLife: MaxRecencyHalfLife, Capacity: 20, DecayTurns: 1000, DecayAfter: MaxDecayAfter}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -142,6 +142,9 @@ type BufferItem struct {
 	Synthetic  bool
 	Metadata   map[string]string
 	Importance float64
+	// Origin is how the item came into a session's buffer; OriginNone
+	// without a session.
+	Origin Origin
 }
 
 // real reports whether the item is a stored episode.

@@ -15,6 +15,11 @@ const (
 	DefaultContentMaxChars      = 280
 	DefaultPreloadK             = 5
 	DefaultPreloadMinConfidence = 0.3
+	// Session working memory (a run with a session id): Miller's seven,
+	// and held items decay after five turns or half an hour unattended.
+	DefaultCapacity   = 7
+	DefaultDecayTurns = 5
+	DefaultDecayAfter = 30 * time.Minute
 
 	MaxRecallLimit     = 20
 	MaxCandidatePool   = 100
@@ -24,6 +29,10 @@ const (
 	MinContentMaxChars = 16
 	MaxContentMaxChars = 4096
 	MaxPreloadK        = 20
+	// MaxCapacity is memory's bound on a session buffer's items.
+	MaxCapacity   = 20
+	MaxDecayTurns = 1000
+	MaxDecayAfter = 30 * 24 * time.Hour
 )
 
 // DefaultWeights returns LAB_010's default attention weights.
@@ -70,6 +79,12 @@ type Options struct {
 	// PreloadMinConfidence is LAB_007's minimum confidence 0..1; nil means
 	// the default (0.3), so that 0 can be asked for.
 	PreloadMinConfidence *float64
+	// Capacity is the items a session's working memory keeps: 1..20.
+	Capacity int
+	// DecayTurns is the turns a held item survives unattended: 1..1000.
+	DecayTurns int
+	// DecayAfter is the time a held item survives unattended: up to 30 days.
+	DecayAfter time.Duration
 }
 
 // DefaultOptions returns the defaults, complete.
@@ -98,6 +113,15 @@ func (o Options) WithDefaults() Options {
 	if o.PreloadMinConfidence == nil {
 		v := DefaultPreloadMinConfidence
 		o.PreloadMinConfidence = &v
+	}
+	if o.Capacity == 0 {
+		o.Capacity = DefaultCapacity
+	}
+	if o.DecayTurns == 0 {
+		o.DecayTurns = DefaultDecayTurns
+	}
+	if o.DecayAfter == 0 {
+		o.DecayAfter = DefaultDecayAfter
 	}
 	return o
 }
@@ -156,6 +180,11 @@ func (o Options) Validate() error {
 	intRange("content_max_chars", o.ContentMaxChars, MinContentMaxChars, MaxContentMaxChars)
 	intRange("preload_k", o.PreloadK, 1, MaxPreloadK)
 	unit("preload_min_confidence", o.preloadMin())
+	intRange("working_memory_capacity", o.Capacity, 1, MaxCapacity)
+	intRange("decay_turns", o.DecayTurns, 0, MaxDecayTurns)
+	if o.DecayAfter < 0 || o.DecayAfter > MaxDecayAfter {
+		errs = append(errs, FieldError{"decay_after", fmt.Sprintf("must be between 0 and %s, got %s", MaxDecayAfter, o.DecayAfter)})
+	}
 	if len(errs) == 0 {
 		return nil
 	}

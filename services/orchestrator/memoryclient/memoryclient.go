@@ -224,3 +224,59 @@ func scores(s *memoryv1.RecallScores) labs.Scores {
 		},
 	}
 }
+
+// GetWorkingMemory reads a session's buffer (version 0, empty, for a new
+// session).
+func (c *Client) GetWorkingMemory(ctx context.Context, namespace, session string) (labs.SessionBuffer, error) {
+	req := &memoryv1.GetWorkingMemoryRequest{Namespace: namespace, SessionId: session}
+	resp, err := call(ctx, c.retry, func(ctx context.Context) (*memoryv1.GetWorkingMemoryResponse, error) {
+		return c.rpc.GetWorkingMemory(ctx, req)
+	})
+	if err != nil {
+		return labs.SessionBuffer{}, fmt.Errorf("get working memory %q session %q: %w", namespace, session, err)
+	}
+	wm := resp.GetWorkingMemory()
+	out := labs.SessionBuffer{Version: wm.GetVersion(), Items: make([]labs.SessionItem, len(wm.GetItems()))}
+	for i, it := range wm.GetItems() {
+		out.Items[i] = labs.SessionItem{
+			EpisodeID: it.GetEpisodeId(), Content: it.GetContent(), Origin: labs.Origin(it.GetOrigin()),
+			Attention: it.GetAttention(), TurnsSinceAttended: int(it.GetTurnsSinceAttended()),
+			Rehearsals: int(it.GetRehearsals()), AddedAt: it.GetAddedAt().AsTime(),
+			LastAttendedAt: it.GetLastAttendedAt().AsTime(),
+		}
+	}
+	return out, nil
+}
+
+// PutWorkingMemory writes a session's buffer if its version is still
+// expected and returns the new version; labs.ErrSessionConflict when memory
+// answers ABORTED (the version moved).
+func (c *Client) PutWorkingMemory(ctx context.Context, namespace, session string, expected int64, items []labs.SessionItem) (int64, error) {
+	req := &memoryv1.PutWorkingMemoryRequest{Namespace: namespace, SessionId: session, ExpectedVersion: expected,
+		Items: SessionItemsToProto(items)}
+	resp, err := call(ctx, c.retry, func(ctx context.Context) (*memoryv1.PutWorkingMemoryResponse, error) {
+		return c.rpc.PutWorkingMemory(ctx, req)
+	})
+	if status.Code(err) == codes.Aborted {
+		return 0, fmt.Errorf("put working memory %q session %q at version %d: %w (%v)", namespace, session, expected,
+			labs.ErrSessionConflict, err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("put working memory %q session %q: %w", namespace, session, err)
+	}
+	return resp.GetWorkingMemory().GetVersion(), nil
+}
+
+// SessionItemsToProto is items as memory's protos (labs.Origin numbers
+// its values as memory's Origin does).
+func SessionItemsToProto(items []labs.SessionItem) []*memoryv1.WorkingMemoryItem {
+	out := make([]*memoryv1.WorkingMemoryItem, len(items))
+	for i, it := range items {
+		out[i] = &memoryv1.WorkingMemoryItem{
+			EpisodeId: it.EpisodeID, Content: it.Content, Origin: memoryv1.Origin(it.Origin),
+			Attention: it.Attention, TurnsSinceAttended: int32(it.TurnsSinceAttended), Rehearsals: int32(it.Rehearsals),
+			AddedAt: timestamppb.New(it.AddedAt), LastAttendedAt: timestamppb.New(it.LastAttendedAt),
+		}
+	}
+	return out
+}

@@ -26,8 +26,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var (
-	_ labs.Memory = (*Client)(nil)
-	_ access.Sink = (*Client)(nil)
+	_ labs.Memory        = (*Client)(nil)
+	_ labs.SessionMemory = (*Client)(nil)
+	_ access.Sink        = (*Client)(nil)
 )
 
 // fakeMemory fails the first failures calls with code, then answers.

@@ -131,8 +131,9 @@ func (p *Proxy) local(ctx context.Context, method string, err error) error {
 
 // readOnly are the methods of memory that change nothing.
 var readOnly = map[string]bool{
-	memoryv1.MemoryService_Recall_FullMethodName:       true,
-	memoryv1.MemoryService_GetEpisode_FullMethodName:   true,
-	memoryv1.MemoryService_ListEpisodes_FullMethodName: true,
-	memoryv1.MemoryService_GetStats_FullMethodName:     true,
+	memoryv1.MemoryService_Recall_FullMethodName:           true,
+	memoryv1.MemoryService_GetEpisode_FullMethodName:       true,
+	memoryv1.MemoryService_ListEpisodes_FullMethodName:     true,
+	memoryv1.MemoryService_GetStats_FullMethodName:         true,
+	memoryv1.MemoryService_GetWorkingMemory_FullMethodName: true,
 }

@@ -193,6 +193,64 @@ func (BreakerState) EnumDescriptor() ([]byte, []int) {
 	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{2}
 }
 
+// Origin says how an item came to be in a working memory.
+type Origin int32
+
+const (
+	// Never sent for a stored item.
+	Origin_ORIGIN_UNSPECIFIED Origin = 0
+	// Recalled (or recalled again, rehearsing it) by this turn's query.
+	Origin_ORIGIN_RECALLED Origin = 1
+	// Kept from an earlier turn without being recalled by this one.
+	Origin_ORIGIN_HELD Origin = 2
+	// Preloaded from a prediction (the orchestrator's LAB_007); the first
+	// to go when the next turn does not attend it.
+	Origin_ORIGIN_PREDICTED Origin = 3
+)
+
+// Enum value maps for Origin.
+var (
+	Origin_name = map[int32]string{
+		0: "ORIGIN_UNSPECIFIED",
+		1: "ORIGIN_RECALLED",
+		2: "ORIGIN_HELD",
+		3: "ORIGIN_PREDICTED",
+	}
+	Origin_value = map[string]int32{
+		"ORIGIN_UNSPECIFIED": 0,
+		"ORIGIN_RECALLED":    1,
+		"ORIGIN_HELD":        2,
+		"ORIGIN_PREDICTED":   3,
+	}
+)
+
+func (x Origin) Enum() *Origin {
+	p := new(Origin)
+	*p = x
+	return p
+}
+
+func (x Origin) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Origin) Descriptor() protoreflect.EnumDescriptor {
+	return file_brain_memory_v1_memory_proto_enumTypes[3].Descriptor()
+}
+
+func (Origin) Type() protoreflect.EnumType {
+	return &file_brain_memory_v1_memory_proto_enumTypes[3]
+}
+
+func (x Origin) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Origin.Descriptor instead.
+func (Origin) EnumDescriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{3}
+}
+
 // Affect is the emotional colouring of an episode, as supplied by its writer.
 type Affect struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1892,6 +1950,531 @@ func (x *GetStatsResponse) GetPostgresAvailable() bool {
 	return false
 }
 
+// WorkingMemoryItem is one item of a session's working memory.
+type WorkingMemoryItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required UUID of an episode of the buffer's namespace. Deleting the
+	// episode removes the item from every buffer.
+	EpisodeId string `protobuf:"bytes,1,opt,name=episode_id,json=episodeId,proto3" json:"episode_id,omitempty"`
+	// The episode's content as the writer cut it; at most 16384 bytes of UTF-8.
+	Content string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// Required origin (not ORIGIN_UNSPECIFIED).
+	Origin Origin `protobuf:"varint,3,opt,name=origin,proto3,enum=brain.memory.v1.Origin" json:"origin,omitempty"`
+	// Attention 0..1 when it was last attended.
+	Attention float64 `protobuf:"fixed64,4,opt,name=attention,proto3" json:"attention,omitempty"`
+	// Turns since it was last attended or recalled; 0 or more.
+	TurnsSinceAttended int32 `protobuf:"varint,5,opt,name=turns_since_attended,json=turnsSinceAttended,proto3" json:"turns_since_attended,omitempty"`
+	// Times it was attended or recalled again after entering; 0 or more.
+	Rehearsals int32 `protobuf:"varint,6,opt,name=rehearsals,proto3" json:"rehearsals,omitempty"`
+	// When it entered the buffer.
+	AddedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=added_at,json=addedAt,proto3" json:"added_at,omitempty"`
+	// When it was last attended or recalled.
+	LastAttendedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_attended_at,json=lastAttendedAt,proto3" json:"last_attended_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *WorkingMemoryItem) Reset() {
+	*x = WorkingMemoryItem{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkingMemoryItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkingMemoryItem) ProtoMessage() {}
+
+func (x *WorkingMemoryItem) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkingMemoryItem.ProtoReflect.Descriptor instead.
+func (*WorkingMemoryItem) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WorkingMemoryItem) GetEpisodeId() string {
+	if x != nil {
+		return x.EpisodeId
+	}
+	return ""
+}
+
+func (x *WorkingMemoryItem) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+func (x *WorkingMemoryItem) GetOrigin() Origin {
+	if x != nil {
+		return x.Origin
+	}
+	return Origin_ORIGIN_UNSPECIFIED
+}
+
+func (x *WorkingMemoryItem) GetAttention() float64 {
+	if x != nil {
+		return x.Attention
+	}
+	return 0
+}
+
+func (x *WorkingMemoryItem) GetTurnsSinceAttended() int32 {
+	if x != nil {
+		return x.TurnsSinceAttended
+	}
+	return 0
+}
+
+func (x *WorkingMemoryItem) GetRehearsals() int32 {
+	if x != nil {
+		return x.Rehearsals
+	}
+	return 0
+}
+
+func (x *WorkingMemoryItem) GetAddedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AddedAt
+	}
+	return nil
+}
+
+func (x *WorkingMemoryItem) GetLastAttendedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttendedAt
+	}
+	return nil
+}
+
+// WorkingMemory is a session's buffer.
+type WorkingMemory struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// The session.
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Advances by one with every successful PutWorkingMemory or
+	// ClearWorkingMemory; 0 for a session that never had a buffer.
+	Version int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The items, in the order they were put.
+	Items []*WorkingMemoryItem `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
+	// When it was last written; unset at version 0.
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkingMemory) Reset() {
+	*x = WorkingMemory{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkingMemory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkingMemory) ProtoMessage() {}
+
+func (x *WorkingMemory) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkingMemory.ProtoReflect.Descriptor instead.
+func (*WorkingMemory) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WorkingMemory) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *WorkingMemory) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *WorkingMemory) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *WorkingMemory) GetItems() []*WorkingMemoryItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *WorkingMemory) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// GetWorkingMemoryRequest names a session.
+type GetWorkingMemoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required namespace, spelled as Episode.namespace says.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Required session; 1..128 bytes.
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkingMemoryRequest) Reset() {
+	*x = GetWorkingMemoryRequest{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkingMemoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkingMemoryRequest) ProtoMessage() {}
+
+func (x *GetWorkingMemoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkingMemoryRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkingMemoryRequest) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetWorkingMemoryRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetWorkingMemoryRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// GetWorkingMemoryResponse carries the buffer.
+type GetWorkingMemoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The buffer; empty at version 0 when the session has none.
+	WorkingMemory *WorkingMemory `protobuf:"bytes,1,opt,name=working_memory,json=workingMemory,proto3" json:"working_memory,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkingMemoryResponse) Reset() {
+	*x = GetWorkingMemoryResponse{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkingMemoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkingMemoryResponse) ProtoMessage() {}
+
+func (x *GetWorkingMemoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkingMemoryResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkingMemoryResponse) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetWorkingMemoryResponse) GetWorkingMemory() *WorkingMemory {
+	if x != nil {
+		return x.WorkingMemory
+	}
+	return nil
+}
+
+// PutWorkingMemoryRequest replaces a session's buffer.
+type PutWorkingMemoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required namespace, spelled as Episode.namespace says.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Required session; 1..128 bytes.
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The version the caller read (0 for a session without a buffer); a
+	// different current version is ABORTED.
+	ExpectedVersion int64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	// The new buffer: 0..20 items, each of an episode of this namespace, no
+	// episode twice.
+	Items         []*WorkingMemoryItem `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutWorkingMemoryRequest) Reset() {
+	*x = PutWorkingMemoryRequest{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWorkingMemoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWorkingMemoryRequest) ProtoMessage() {}
+
+func (x *PutWorkingMemoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWorkingMemoryRequest.ProtoReflect.Descriptor instead.
+func (*PutWorkingMemoryRequest) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PutWorkingMemoryRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PutWorkingMemoryRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *PutWorkingMemoryRequest) GetExpectedVersion() int64 {
+	if x != nil {
+		return x.ExpectedVersion
+	}
+	return 0
+}
+
+func (x *PutWorkingMemoryRequest) GetItems() []*WorkingMemoryItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// PutWorkingMemoryResponse carries the buffer as stored.
+type PutWorkingMemoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The buffer at its new version (expected_version + 1).
+	WorkingMemory *WorkingMemory `protobuf:"bytes,1,opt,name=working_memory,json=workingMemory,proto3" json:"working_memory,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutWorkingMemoryResponse) Reset() {
+	*x = PutWorkingMemoryResponse{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutWorkingMemoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutWorkingMemoryResponse) ProtoMessage() {}
+
+func (x *PutWorkingMemoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutWorkingMemoryResponse.ProtoReflect.Descriptor instead.
+func (*PutWorkingMemoryResponse) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutWorkingMemoryResponse) GetWorkingMemory() *WorkingMemory {
+	if x != nil {
+		return x.WorkingMemory
+	}
+	return nil
+}
+
+// ClearWorkingMemoryRequest names a session.
+type ClearWorkingMemoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required namespace, spelled as Episode.namespace says.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Required session; 1..128 bytes.
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearWorkingMemoryRequest) Reset() {
+	*x = ClearWorkingMemoryRequest{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearWorkingMemoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearWorkingMemoryRequest) ProtoMessage() {}
+
+func (x *ClearWorkingMemoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearWorkingMemoryRequest.ProtoReflect.Descriptor instead.
+func (*ClearWorkingMemoryRequest) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ClearWorkingMemoryRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ClearWorkingMemoryRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// ClearWorkingMemoryResponse says what was cleared.
+type ClearWorkingMemoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when the session had a buffer (it is now empty).
+	Cleared bool `protobuf:"varint,1,opt,name=cleared,proto3" json:"cleared,omitempty"`
+	// The buffer's version after the clear (0 when it had none).
+	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearWorkingMemoryResponse) Reset() {
+	*x = ClearWorkingMemoryResponse{}
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearWorkingMemoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearWorkingMemoryResponse) ProtoMessage() {}
+
+func (x *ClearWorkingMemoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_memory_v1_memory_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearWorkingMemoryResponse.ProtoReflect.Descriptor instead.
+func (*ClearWorkingMemoryResponse) Descriptor() ([]byte, []int) {
+	return file_brain_memory_v1_memory_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ClearWorkingMemoryResponse) GetCleared() bool {
+	if x != nil {
+		return x.Cleared
+	}
+	return false
+}
+
+func (x *ClearWorkingMemoryResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
 var File_brain_memory_v1_memory_proto protoreflect.FileDescriptor
 
 const file_brain_memory_v1_memory_proto_rawDesc = "" +
@@ -2034,7 +2617,48 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\x04pool\x18\x05 \x01(\v2\x1a.brain.memory.v1.PoolStatsR\x04pool\x127\n" +
 	"\abreaker\x18\x06 \x01(\x0e2\x1d.brain.memory.v1.BreakerStateR\abreaker\x12#\n" +
 	"\rcache_entries\x18\a \x01(\x05R\fcacheEntries\x12-\n" +
-	"\x12postgres_available\x18\b \x01(\bR\x11postgresAvailable*X\n" +
+	"\x12postgres_available\x18\b \x01(\bR\x11postgresAvailable\"\xea\x02\n" +
+	"\x11WorkingMemoryItem\x12\x1d\n" +
+	"\n" +
+	"episode_id\x18\x01 \x01(\tR\tepisodeId\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\x12/\n" +
+	"\x06origin\x18\x03 \x01(\x0e2\x17.brain.memory.v1.OriginR\x06origin\x12\x1c\n" +
+	"\tattention\x18\x04 \x01(\x01R\tattention\x120\n" +
+	"\x14turns_since_attended\x18\x05 \x01(\x05R\x12turnsSinceAttended\x12\x1e\n" +
+	"\n" +
+	"rehearsals\x18\x06 \x01(\x05R\n" +
+	"rehearsals\x125\n" +
+	"\badded_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aaddedAt\x12D\n" +
+	"\x10last_attended_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0elastAttendedAt\"\xdb\x01\n" +
+	"\rWorkingMemory\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x128\n" +
+	"\x05items\x18\x04 \x03(\v2\".brain.memory.v1.WorkingMemoryItemR\x05items\x129\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"V\n" +
+	"\x17GetWorkingMemoryRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"a\n" +
+	"\x18GetWorkingMemoryResponse\x12E\n" +
+	"\x0eworking_memory\x18\x01 \x01(\v2\x1e.brain.memory.v1.WorkingMemoryR\rworkingMemory\"\xbb\x01\n" +
+	"\x17PutWorkingMemoryRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12)\n" +
+	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x128\n" +
+	"\x05items\x18\x04 \x03(\v2\".brain.memory.v1.WorkingMemoryItemR\x05items\"a\n" +
+	"\x18PutWorkingMemoryResponse\x12E\n" +
+	"\x0eworking_memory\x18\x01 \x01(\v2\x1e.brain.memory.v1.WorkingMemoryR\rworkingMemory\"X\n" +
+	"\x19ClearWorkingMemoryRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\"P\n" +
+	"\x1aClearWorkingMemoryResponse\x12\x18\n" +
+	"\acleared\x18\x01 \x01(\bR\acleared\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion*X\n" +
 	"\tMatchMode\x12\x1a\n" +
 	"\x16MATCH_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MATCH_MODE_RANKED\x10\x01\x12\x18\n" +
@@ -2047,7 +2671,12 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\fBreakerState\x12\x1d\n" +
 	"\x19BREAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14BREAKER_STATE_CLOSED\x10\x01\x12\x16\n" +
-	"\x12BREAKER_STATE_OPEN\x10\x022\xe2\x05\n" +
+	"\x12BREAKER_STATE_OPEN\x10\x02*\\\n" +
+	"\x06Origin\x12\x16\n" +
+	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fORIGIN_RECALLED\x10\x01\x12\x0f\n" +
+	"\vORIGIN_HELD\x10\x02\x12\x14\n" +
+	"\x10ORIGIN_PREDICTED\x10\x032\xa3\b\n" +
 	"\rMemoryService\x12^\n" +
 	"\rWriteEpisodes\x12%.brain.memory.v1.WriteEpisodesRequest\x1a&.brain.memory.v1.WriteEpisodesResponse\x12I\n" +
 	"\x06Recall\x12\x1e.brain.memory.v1.RecallRequest\x1a\x1f.brain.memory.v1.RecallResponse\x12U\n" +
@@ -2057,7 +2686,10 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\fRecordAccess\x12$.brain.memory.v1.RecordAccessRequest\x1a%.brain.memory.v1.RecordAccessResponse\x12^\n" +
 	"\rDeleteEpisode\x12%.brain.memory.v1.DeleteEpisodeRequest\x1a&.brain.memory.v1.DeleteEpisodeResponse\x12d\n" +
 	"\x0fDeleteNamespace\x12'.brain.memory.v1.DeleteNamespaceRequest\x1a(.brain.memory.v1.DeleteNamespaceResponse\x12O\n" +
-	"\bGetStats\x12 .brain.memory.v1.GetStatsRequest\x1a!.brain.memory.v1.GetStatsResponseB7Z5github.com/brainhq/brain/gen/brain/memory/v1;memoryv1b\x06proto3"
+	"\bGetStats\x12 .brain.memory.v1.GetStatsRequest\x1a!.brain.memory.v1.GetStatsResponse\x12g\n" +
+	"\x10GetWorkingMemory\x12(.brain.memory.v1.GetWorkingMemoryRequest\x1a).brain.memory.v1.GetWorkingMemoryResponse\x12g\n" +
+	"\x10PutWorkingMemory\x12(.brain.memory.v1.PutWorkingMemoryRequest\x1a).brain.memory.v1.PutWorkingMemoryResponse\x12m\n" +
+	"\x12ClearWorkingMemory\x12*.brain.memory.v1.ClearWorkingMemoryRequest\x1a+.brain.memory.v1.ClearWorkingMemoryResponseB7Z5github.com/brainhq/brain/gen/brain/memory/v1;memoryv1b\x06proto3"
 
 var (
 	file_brain_memory_v1_memory_proto_rawDescOnce sync.Once
@@ -2071,87 +2703,110 @@ func file_brain_memory_v1_memory_proto_rawDescGZIP() []byte {
 	return file_brain_memory_v1_memory_proto_rawDescData
 }
 
-var file_brain_memory_v1_memory_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_brain_memory_v1_memory_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_brain_memory_v1_memory_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_brain_memory_v1_memory_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_brain_memory_v1_memory_proto_goTypes = []any{
-	(MatchMode)(0),                  // 0: brain.memory.v1.MatchMode
-	(RecallSource)(0),               // 1: brain.memory.v1.RecallSource
-	(BreakerState)(0),               // 2: brain.memory.v1.BreakerState
-	(*Affect)(nil),                  // 3: brain.memory.v1.Affect
-	(*Episode)(nil),                 // 4: brain.memory.v1.Episode
-	(*WriteEpisodesRequest)(nil),    // 5: brain.memory.v1.WriteEpisodesRequest
-	(*WriteEpisodesResponse)(nil),   // 6: brain.memory.v1.WriteEpisodesResponse
-	(*RecallWeights)(nil),           // 7: brain.memory.v1.RecallWeights
-	(*RecallRequest)(nil),           // 8: brain.memory.v1.RecallRequest
-	(*RecallScores)(nil),            // 9: brain.memory.v1.RecallScores
-	(*RecallContributions)(nil),     // 10: brain.memory.v1.RecallContributions
-	(*RecalledEpisode)(nil),         // 11: brain.memory.v1.RecalledEpisode
-	(*RecallResponse)(nil),          // 12: brain.memory.v1.RecallResponse
-	(*GetEpisodeRequest)(nil),       // 13: brain.memory.v1.GetEpisodeRequest
-	(*GetEpisodeResponse)(nil),      // 14: brain.memory.v1.GetEpisodeResponse
-	(*ListEpisodesRequest)(nil),     // 15: brain.memory.v1.ListEpisodesRequest
-	(*ListEpisodesResponse)(nil),    // 16: brain.memory.v1.ListEpisodesResponse
-	(*RecordAccessRequest)(nil),     // 17: brain.memory.v1.RecordAccessRequest
-	(*RecordAccessResponse)(nil),    // 18: brain.memory.v1.RecordAccessResponse
-	(*DeleteEpisodeRequest)(nil),    // 19: brain.memory.v1.DeleteEpisodeRequest
-	(*DeleteEpisodeResponse)(nil),   // 20: brain.memory.v1.DeleteEpisodeResponse
-	(*DeleteNamespaceRequest)(nil),  // 21: brain.memory.v1.DeleteNamespaceRequest
-	(*DeleteNamespaceResponse)(nil), // 22: brain.memory.v1.DeleteNamespaceResponse
-	(*GetStatsRequest)(nil),         // 23: brain.memory.v1.GetStatsRequest
-	(*PoolStats)(nil),               // 24: brain.memory.v1.PoolStats
-	(*GetStatsResponse)(nil),        // 25: brain.memory.v1.GetStatsResponse
-	nil,                             // 26: brain.memory.v1.Episode.MetadataEntry
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
+	(MatchMode)(0),                     // 0: brain.memory.v1.MatchMode
+	(RecallSource)(0),                  // 1: brain.memory.v1.RecallSource
+	(BreakerState)(0),                  // 2: brain.memory.v1.BreakerState
+	(Origin)(0),                        // 3: brain.memory.v1.Origin
+	(*Affect)(nil),                     // 4: brain.memory.v1.Affect
+	(*Episode)(nil),                    // 5: brain.memory.v1.Episode
+	(*WriteEpisodesRequest)(nil),       // 6: brain.memory.v1.WriteEpisodesRequest
+	(*WriteEpisodesResponse)(nil),      // 7: brain.memory.v1.WriteEpisodesResponse
+	(*RecallWeights)(nil),              // 8: brain.memory.v1.RecallWeights
+	(*RecallRequest)(nil),              // 9: brain.memory.v1.RecallRequest
+	(*RecallScores)(nil),               // 10: brain.memory.v1.RecallScores
+	(*RecallContributions)(nil),        // 11: brain.memory.v1.RecallContributions
+	(*RecalledEpisode)(nil),            // 12: brain.memory.v1.RecalledEpisode
+	(*RecallResponse)(nil),             // 13: brain.memory.v1.RecallResponse
+	(*GetEpisodeRequest)(nil),          // 14: brain.memory.v1.GetEpisodeRequest
+	(*GetEpisodeResponse)(nil),         // 15: brain.memory.v1.GetEpisodeResponse
+	(*ListEpisodesRequest)(nil),        // 16: brain.memory.v1.ListEpisodesRequest
+	(*ListEpisodesResponse)(nil),       // 17: brain.memory.v1.ListEpisodesResponse
+	(*RecordAccessRequest)(nil),        // 18: brain.memory.v1.RecordAccessRequest
+	(*RecordAccessResponse)(nil),       // 19: brain.memory.v1.RecordAccessResponse
+	(*DeleteEpisodeRequest)(nil),       // 20: brain.memory.v1.DeleteEpisodeRequest
+	(*DeleteEpisodeResponse)(nil),      // 21: brain.memory.v1.DeleteEpisodeResponse
+	(*DeleteNamespaceRequest)(nil),     // 22: brain.memory.v1.DeleteNamespaceRequest
+	(*DeleteNamespaceResponse)(nil),    // 23: brain.memory.v1.DeleteNamespaceResponse
+	(*GetStatsRequest)(nil),            // 24: brain.memory.v1.GetStatsRequest
+	(*PoolStats)(nil),                  // 25: brain.memory.v1.PoolStats
+	(*GetStatsResponse)(nil),           // 26: brain.memory.v1.GetStatsResponse
+	(*WorkingMemoryItem)(nil),          // 27: brain.memory.v1.WorkingMemoryItem
+	(*WorkingMemory)(nil),              // 28: brain.memory.v1.WorkingMemory
+	(*GetWorkingMemoryRequest)(nil),    // 29: brain.memory.v1.GetWorkingMemoryRequest
+	(*GetWorkingMemoryResponse)(nil),   // 30: brain.memory.v1.GetWorkingMemoryResponse
+	(*PutWorkingMemoryRequest)(nil),    // 31: brain.memory.v1.PutWorkingMemoryRequest
+	(*PutWorkingMemoryResponse)(nil),   // 32: brain.memory.v1.PutWorkingMemoryResponse
+	(*ClearWorkingMemoryRequest)(nil),  // 33: brain.memory.v1.ClearWorkingMemoryRequest
+	(*ClearWorkingMemoryResponse)(nil), // 34: brain.memory.v1.ClearWorkingMemoryResponse
+	nil,                                // 35: brain.memory.v1.Episode.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 37: google.protobuf.Duration
 }
 var file_brain_memory_v1_memory_proto_depIdxs = []int32{
-	27, // 0: brain.memory.v1.Episode.created_at:type_name -> google.protobuf.Timestamp
-	26, // 1: brain.memory.v1.Episode.metadata:type_name -> brain.memory.v1.Episode.MetadataEntry
-	3,  // 2: brain.memory.v1.Episode.affect:type_name -> brain.memory.v1.Affect
-	27, // 3: brain.memory.v1.Episode.last_accessed_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: brain.memory.v1.WriteEpisodesRequest.episodes:type_name -> brain.memory.v1.Episode
-	4,  // 5: brain.memory.v1.WriteEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
-	27, // 6: brain.memory.v1.RecallRequest.created_after:type_name -> google.protobuf.Timestamp
-	27, // 7: brain.memory.v1.RecallRequest.created_before:type_name -> google.protobuf.Timestamp
+	36, // 0: brain.memory.v1.Episode.created_at:type_name -> google.protobuf.Timestamp
+	35, // 1: brain.memory.v1.Episode.metadata:type_name -> brain.memory.v1.Episode.MetadataEntry
+	4,  // 2: brain.memory.v1.Episode.affect:type_name -> brain.memory.v1.Affect
+	36, // 3: brain.memory.v1.Episode.last_accessed_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: brain.memory.v1.WriteEpisodesRequest.episodes:type_name -> brain.memory.v1.Episode
+	5,  // 5: brain.memory.v1.WriteEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
+	36, // 6: brain.memory.v1.RecallRequest.created_after:type_name -> google.protobuf.Timestamp
+	36, // 7: brain.memory.v1.RecallRequest.created_before:type_name -> google.protobuf.Timestamp
 	0,  // 8: brain.memory.v1.RecallRequest.match:type_name -> brain.memory.v1.MatchMode
-	27, // 9: brain.memory.v1.RecallRequest.as_of:type_name -> google.protobuf.Timestamp
-	7,  // 10: brain.memory.v1.RecallRequest.weights:type_name -> brain.memory.v1.RecallWeights
-	28, // 11: brain.memory.v1.RecallRequest.recency_half_life:type_name -> google.protobuf.Duration
-	10, // 12: brain.memory.v1.RecallScores.contributions:type_name -> brain.memory.v1.RecallContributions
-	4,  // 13: brain.memory.v1.RecalledEpisode.episode:type_name -> brain.memory.v1.Episode
-	9,  // 14: brain.memory.v1.RecalledEpisode.scores:type_name -> brain.memory.v1.RecallScores
-	11, // 15: brain.memory.v1.RecallResponse.episodes:type_name -> brain.memory.v1.RecalledEpisode
+	36, // 9: brain.memory.v1.RecallRequest.as_of:type_name -> google.protobuf.Timestamp
+	8,  // 10: brain.memory.v1.RecallRequest.weights:type_name -> brain.memory.v1.RecallWeights
+	37, // 11: brain.memory.v1.RecallRequest.recency_half_life:type_name -> google.protobuf.Duration
+	11, // 12: brain.memory.v1.RecallScores.contributions:type_name -> brain.memory.v1.RecallContributions
+	5,  // 13: brain.memory.v1.RecalledEpisode.episode:type_name -> brain.memory.v1.Episode
+	10, // 14: brain.memory.v1.RecalledEpisode.scores:type_name -> brain.memory.v1.RecallScores
+	12, // 15: brain.memory.v1.RecallResponse.episodes:type_name -> brain.memory.v1.RecalledEpisode
 	1,  // 16: brain.memory.v1.RecallResponse.source:type_name -> brain.memory.v1.RecallSource
-	28, // 17: brain.memory.v1.RecallResponse.cache_age:type_name -> google.protobuf.Duration
-	27, // 18: brain.memory.v1.RecallResponse.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 19: brain.memory.v1.GetEpisodeResponse.episode:type_name -> brain.memory.v1.Episode
-	27, // 20: brain.memory.v1.ListEpisodesRequest.created_after:type_name -> google.protobuf.Timestamp
-	27, // 21: brain.memory.v1.ListEpisodesRequest.created_before:type_name -> google.protobuf.Timestamp
-	4,  // 22: brain.memory.v1.ListEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
-	27, // 23: brain.memory.v1.RecordAccessRequest.accessed_at:type_name -> google.protobuf.Timestamp
-	24, // 24: brain.memory.v1.GetStatsResponse.pool:type_name -> brain.memory.v1.PoolStats
+	37, // 17: brain.memory.v1.RecallResponse.cache_age:type_name -> google.protobuf.Duration
+	36, // 18: brain.memory.v1.RecallResponse.as_of:type_name -> google.protobuf.Timestamp
+	5,  // 19: brain.memory.v1.GetEpisodeResponse.episode:type_name -> brain.memory.v1.Episode
+	36, // 20: brain.memory.v1.ListEpisodesRequest.created_after:type_name -> google.protobuf.Timestamp
+	36, // 21: brain.memory.v1.ListEpisodesRequest.created_before:type_name -> google.protobuf.Timestamp
+	5,  // 22: brain.memory.v1.ListEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
+	36, // 23: brain.memory.v1.RecordAccessRequest.accessed_at:type_name -> google.protobuf.Timestamp
+	25, // 24: brain.memory.v1.GetStatsResponse.pool:type_name -> brain.memory.v1.PoolStats
 	2,  // 25: brain.memory.v1.GetStatsResponse.breaker:type_name -> brain.memory.v1.BreakerState
-	5,  // 26: brain.memory.v1.MemoryService.WriteEpisodes:input_type -> brain.memory.v1.WriteEpisodesRequest
-	8,  // 27: brain.memory.v1.MemoryService.Recall:input_type -> brain.memory.v1.RecallRequest
-	13, // 28: brain.memory.v1.MemoryService.GetEpisode:input_type -> brain.memory.v1.GetEpisodeRequest
-	15, // 29: brain.memory.v1.MemoryService.ListEpisodes:input_type -> brain.memory.v1.ListEpisodesRequest
-	17, // 30: brain.memory.v1.MemoryService.RecordAccess:input_type -> brain.memory.v1.RecordAccessRequest
-	19, // 31: brain.memory.v1.MemoryService.DeleteEpisode:input_type -> brain.memory.v1.DeleteEpisodeRequest
-	21, // 32: brain.memory.v1.MemoryService.DeleteNamespace:input_type -> brain.memory.v1.DeleteNamespaceRequest
-	23, // 33: brain.memory.v1.MemoryService.GetStats:input_type -> brain.memory.v1.GetStatsRequest
-	6,  // 34: brain.memory.v1.MemoryService.WriteEpisodes:output_type -> brain.memory.v1.WriteEpisodesResponse
-	12, // 35: brain.memory.v1.MemoryService.Recall:output_type -> brain.memory.v1.RecallResponse
-	14, // 36: brain.memory.v1.MemoryService.GetEpisode:output_type -> brain.memory.v1.GetEpisodeResponse
-	16, // 37: brain.memory.v1.MemoryService.ListEpisodes:output_type -> brain.memory.v1.ListEpisodesResponse
-	18, // 38: brain.memory.v1.MemoryService.RecordAccess:output_type -> brain.memory.v1.RecordAccessResponse
-	20, // 39: brain.memory.v1.MemoryService.DeleteEpisode:output_type -> brain.memory.v1.DeleteEpisodeResponse
-	22, // 40: brain.memory.v1.MemoryService.DeleteNamespace:output_type -> brain.memory.v1.DeleteNamespaceResponse
-	25, // 41: brain.memory.v1.MemoryService.GetStats:output_type -> brain.memory.v1.GetStatsResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	3,  // 26: brain.memory.v1.WorkingMemoryItem.origin:type_name -> brain.memory.v1.Origin
+	36, // 27: brain.memory.v1.WorkingMemoryItem.added_at:type_name -> google.protobuf.Timestamp
+	36, // 28: brain.memory.v1.WorkingMemoryItem.last_attended_at:type_name -> google.protobuf.Timestamp
+	27, // 29: brain.memory.v1.WorkingMemory.items:type_name -> brain.memory.v1.WorkingMemoryItem
+	36, // 30: brain.memory.v1.WorkingMemory.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 31: brain.memory.v1.GetWorkingMemoryResponse.working_memory:type_name -> brain.memory.v1.WorkingMemory
+	27, // 32: brain.memory.v1.PutWorkingMemoryRequest.items:type_name -> brain.memory.v1.WorkingMemoryItem
+	28, // 33: brain.memory.v1.PutWorkingMemoryResponse.working_memory:type_name -> brain.memory.v1.WorkingMemory
+	6,  // 34: brain.memory.v1.MemoryService.WriteEpisodes:input_type -> brain.memory.v1.WriteEpisodesRequest
+	9,  // 35: brain.memory.v1.MemoryService.Recall:input_type -> brain.memory.v1.RecallRequest
+	14, // 36: brain.memory.v1.MemoryService.GetEpisode:input_type -> brain.memory.v1.GetEpisodeRequest
+	16, // 37: brain.memory.v1.MemoryService.ListEpisodes:input_type -> brain.memory.v1.ListEpisodesRequest
+	18, // 38: brain.memory.v1.MemoryService.RecordAccess:input_type -> brain.memory.v1.RecordAccessRequest
+	20, // 39: brain.memory.v1.MemoryService.DeleteEpisode:input_type -> brain.memory.v1.DeleteEpisodeRequest
+	22, // 40: brain.memory.v1.MemoryService.DeleteNamespace:input_type -> brain.memory.v1.DeleteNamespaceRequest
+	24, // 41: brain.memory.v1.MemoryService.GetStats:input_type -> brain.memory.v1.GetStatsRequest
+	29, // 42: brain.memory.v1.MemoryService.GetWorkingMemory:input_type -> brain.memory.v1.GetWorkingMemoryRequest
+	31, // 43: brain.memory.v1.MemoryService.PutWorkingMemory:input_type -> brain.memory.v1.PutWorkingMemoryRequest
+	33, // 44: brain.memory.v1.MemoryService.ClearWorkingMemory:input_type -> brain.memory.v1.ClearWorkingMemoryRequest
+	7,  // 45: brain.memory.v1.MemoryService.WriteEpisodes:output_type -> brain.memory.v1.WriteEpisodesResponse
+	13, // 46: brain.memory.v1.MemoryService.Recall:output_type -> brain.memory.v1.RecallResponse
+	15, // 47: brain.memory.v1.MemoryService.GetEpisode:output_type -> brain.memory.v1.GetEpisodeResponse
+	17, // 48: brain.memory.v1.MemoryService.ListEpisodes:output_type -> brain.memory.v1.ListEpisodesResponse
+	19, // 49: brain.memory.v1.MemoryService.RecordAccess:output_type -> brain.memory.v1.RecordAccessResponse
+	21, // 50: brain.memory.v1.MemoryService.DeleteEpisode:output_type -> brain.memory.v1.DeleteEpisodeResponse
+	23, // 51: brain.memory.v1.MemoryService.DeleteNamespace:output_type -> brain.memory.v1.DeleteNamespaceResponse
+	26, // 52: brain.memory.v1.MemoryService.GetStats:output_type -> brain.memory.v1.GetStatsResponse
+	30, // 53: brain.memory.v1.MemoryService.GetWorkingMemory:output_type -> brain.memory.v1.GetWorkingMemoryResponse
+	32, // 54: brain.memory.v1.MemoryService.PutWorkingMemory:output_type -> brain.memory.v1.PutWorkingMemoryResponse
+	34, // 55: brain.memory.v1.MemoryService.ClearWorkingMemory:output_type -> brain.memory.v1.ClearWorkingMemoryResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_brain_memory_v1_memory_proto_init() }
@@ -2166,8 +2821,8 @@ func file_brain_memory_v1_memory_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brain_memory_v1_memory_proto_rawDesc), len(file_brain_memory_v1_memory_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   24,
+			NumEnums:      4,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,14 +23,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MemoryService_WriteEpisodes_FullMethodName   = "/brain.memory.v1.MemoryService/WriteEpisodes"
-	MemoryService_Recall_FullMethodName          = "/brain.memory.v1.MemoryService/Recall"
-	MemoryService_GetEpisode_FullMethodName      = "/brain.memory.v1.MemoryService/GetEpisode"
-	MemoryService_ListEpisodes_FullMethodName    = "/brain.memory.v1.MemoryService/ListEpisodes"
-	MemoryService_RecordAccess_FullMethodName    = "/brain.memory.v1.MemoryService/RecordAccess"
-	MemoryService_DeleteEpisode_FullMethodName   = "/brain.memory.v1.MemoryService/DeleteEpisode"
-	MemoryService_DeleteNamespace_FullMethodName = "/brain.memory.v1.MemoryService/DeleteNamespace"
-	MemoryService_GetStats_FullMethodName        = "/brain.memory.v1.MemoryService/GetStats"
+	MemoryService_WriteEpisodes_FullMethodName      = "/brain.memory.v1.MemoryService/WriteEpisodes"
+	MemoryService_Recall_FullMethodName             = "/brain.memory.v1.MemoryService/Recall"
+	MemoryService_GetEpisode_FullMethodName         = "/brain.memory.v1.MemoryService/GetEpisode"
+	MemoryService_ListEpisodes_FullMethodName       = "/brain.memory.v1.MemoryService/ListEpisodes"
+	MemoryService_RecordAccess_FullMethodName       = "/brain.memory.v1.MemoryService/RecordAccess"
+	MemoryService_DeleteEpisode_FullMethodName      = "/brain.memory.v1.MemoryService/DeleteEpisode"
+	MemoryService_DeleteNamespace_FullMethodName    = "/brain.memory.v1.MemoryService/DeleteNamespace"
+	MemoryService_GetStats_FullMethodName           = "/brain.memory.v1.MemoryService/GetStats"
+	MemoryService_GetWorkingMemory_FullMethodName   = "/brain.memory.v1.MemoryService/GetWorkingMemory"
+	MemoryService_PutWorkingMemory_FullMethodName   = "/brain.memory.v1.MemoryService/PutWorkingMemory"
+	MemoryService_ClearWorkingMemory_FullMethodName = "/brain.memory.v1.MemoryService/ClearWorkingMemory"
 )
 
 // MemoryServiceClient is the client API for MemoryService service.
@@ -65,6 +68,16 @@ type MemoryServiceClient interface {
 	DeleteNamespace(ctx context.Context, in *DeleteNamespaceRequest, opts ...grpc.CallOption) (*DeleteNamespaceResponse, error)
 	// GetStats reports counts, schema version, pool and breaker state.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// GetWorkingMemory returns a session's working-memory buffer. A session
+	// that has none gets an empty buffer at version 0, not NOT_FOUND.
+	GetWorkingMemory(ctx context.Context, in *GetWorkingMemoryRequest, opts ...grpc.CallOption) (*GetWorkingMemoryResponse, error)
+	// PutWorkingMemory replaces a session's buffer when its version is still
+	// expected_version (compare-and-set), and advances the version by one.
+	// A stale expected_version is ABORTED: read again, merge, retry.
+	PutWorkingMemory(ctx context.Context, in *PutWorkingMemoryRequest, opts ...grpc.CallOption) (*PutWorkingMemoryResponse, error)
+	// ClearWorkingMemory empties a session's buffer (the version still
+	// advances, so a writer that read before the clear is ABORTED).
+	ClearWorkingMemory(ctx context.Context, in *ClearWorkingMemoryRequest, opts ...grpc.CallOption) (*ClearWorkingMemoryResponse, error)
 }
 
 type memoryServiceClient struct {
@@ -155,6 +168,36 @@ func (c *memoryServiceClient) GetStats(ctx context.Context, in *GetStatsRequest,
 	return out, nil
 }
 
+func (c *memoryServiceClient) GetWorkingMemory(ctx context.Context, in *GetWorkingMemoryRequest, opts ...grpc.CallOption) (*GetWorkingMemoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWorkingMemoryResponse)
+	err := c.cc.Invoke(ctx, MemoryService_GetWorkingMemory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *memoryServiceClient) PutWorkingMemory(ctx context.Context, in *PutWorkingMemoryRequest, opts ...grpc.CallOption) (*PutWorkingMemoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutWorkingMemoryResponse)
+	err := c.cc.Invoke(ctx, MemoryService_PutWorkingMemory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *memoryServiceClient) ClearWorkingMemory(ctx context.Context, in *ClearWorkingMemoryRequest, opts ...grpc.CallOption) (*ClearWorkingMemoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearWorkingMemoryResponse)
+	err := c.cc.Invoke(ctx, MemoryService_ClearWorkingMemory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MemoryServiceServer is the server API for MemoryService service.
 // All implementations must embed UnimplementedMemoryServiceServer
 // for forward compatibility.
@@ -187,6 +230,16 @@ type MemoryServiceServer interface {
 	DeleteNamespace(context.Context, *DeleteNamespaceRequest) (*DeleteNamespaceResponse, error)
 	// GetStats reports counts, schema version, pool and breaker state.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// GetWorkingMemory returns a session's working-memory buffer. A session
+	// that has none gets an empty buffer at version 0, not NOT_FOUND.
+	GetWorkingMemory(context.Context, *GetWorkingMemoryRequest) (*GetWorkingMemoryResponse, error)
+	// PutWorkingMemory replaces a session's buffer when its version is still
+	// expected_version (compare-and-set), and advances the version by one.
+	// A stale expected_version is ABORTED: read again, merge, retry.
+	PutWorkingMemory(context.Context, *PutWorkingMemoryRequest) (*PutWorkingMemoryResponse, error)
+	// ClearWorkingMemory empties a session's buffer (the version still
+	// advances, so a writer that read before the clear is ABORTED).
+	ClearWorkingMemory(context.Context, *ClearWorkingMemoryRequest) (*ClearWorkingMemoryResponse, error)
 	mustEmbedUnimplementedMemoryServiceServer()
 }
 
@@ -220,6 +273,15 @@ func (UnimplementedMemoryServiceServer) DeleteNamespace(context.Context, *Delete
 }
 func (UnimplementedMemoryServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedMemoryServiceServer) GetWorkingMemory(context.Context, *GetWorkingMemoryRequest) (*GetWorkingMemoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWorkingMemory not implemented")
+}
+func (UnimplementedMemoryServiceServer) PutWorkingMemory(context.Context, *PutWorkingMemoryRequest) (*PutWorkingMemoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutWorkingMemory not implemented")
+}
+func (UnimplementedMemoryServiceServer) ClearWorkingMemory(context.Context, *ClearWorkingMemoryRequest) (*ClearWorkingMemoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClearWorkingMemory not implemented")
 }
 func (UnimplementedMemoryServiceServer) mustEmbedUnimplementedMemoryServiceServer() {}
 func (UnimplementedMemoryServiceServer) testEmbeddedByValue()                       {}
@@ -386,6 +448,60 @@ func _MemoryService_GetStats_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MemoryService_GetWorkingMemory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkingMemoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MemoryServiceServer).GetWorkingMemory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MemoryService_GetWorkingMemory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MemoryServiceServer).GetWorkingMemory(ctx, req.(*GetWorkingMemoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MemoryService_PutWorkingMemory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutWorkingMemoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MemoryServiceServer).PutWorkingMemory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MemoryService_PutWorkingMemory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MemoryServiceServer).PutWorkingMemory(ctx, req.(*PutWorkingMemoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MemoryService_ClearWorkingMemory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearWorkingMemoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MemoryServiceServer).ClearWorkingMemory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MemoryService_ClearWorkingMemory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MemoryServiceServer).ClearWorkingMemory(ctx, req.(*ClearWorkingMemoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MemoryService_ServiceDesc is the grpc.ServiceDesc for MemoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -424,6 +540,18 @@ var MemoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStats",
 			Handler:    _MemoryService_GetStats_Handler,
+		},
+		{
+			MethodName: "GetWorkingMemory",
+			Handler:    _MemoryService_GetWorkingMemory_Handler,
+		},
+		{
+			MethodName: "PutWorkingMemory",
+			Handler:    _MemoryService_PutWorkingMemory_Handler,
+		},
+		{
+			MethodName: "ClearWorkingMemory",
+			Handler:    _MemoryService_ClearWorkingMemory_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -88,6 +88,68 @@ func (LabStatus) EnumDescriptor() ([]byte, []int) {
 	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{0}
 }
 
+// EvictionReason says why an item left a session's working memory.
+type EvictionReason int32
+
+const (
+	// Never sent.
+	EvictionReason_EVICTION_REASON_UNSPECIFIED EvictionReason = 0
+	// Held for decay_turns turns without being attended or recalled.
+	EvictionReason_EVICTION_REASON_DECAY_TURNS EvictionReason = 1
+	// Not attended or recalled for longer than decay_after.
+	EvictionReason_EVICTION_REASON_DECAY_TIME EvictionReason = 2
+	// The buffer was over capacity and the item ranked last by the hybrid
+	// of attention and recency of use.
+	EvictionReason_EVICTION_REASON_CAPACITY EvictionReason = 3
+	// A prediction the turn after it was not recalled or attended.
+	EvictionReason_EVICTION_REASON_PREDICTION_UNUSED EvictionReason = 4
+)
+
+// Enum value maps for EvictionReason.
+var (
+	EvictionReason_name = map[int32]string{
+		0: "EVICTION_REASON_UNSPECIFIED",
+		1: "EVICTION_REASON_DECAY_TURNS",
+		2: "EVICTION_REASON_DECAY_TIME",
+		3: "EVICTION_REASON_CAPACITY",
+		4: "EVICTION_REASON_PREDICTION_UNUSED",
+	}
+	EvictionReason_value = map[string]int32{
+		"EVICTION_REASON_UNSPECIFIED":       0,
+		"EVICTION_REASON_DECAY_TURNS":       1,
+		"EVICTION_REASON_DECAY_TIME":        2,
+		"EVICTION_REASON_CAPACITY":          3,
+		"EVICTION_REASON_PREDICTION_UNUSED": 4,
+	}
+)
+
+func (x EvictionReason) Enum() *EvictionReason {
+	p := new(EvictionReason)
+	*p = x
+	return p
+}
+
+func (x EvictionReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EvictionReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_brain_orchestrator_v1_orchestrator_proto_enumTypes[1].Descriptor()
+}
+
+func (EvictionReason) Type() protoreflect.EnumType {
+	return &file_brain_orchestrator_v1_orchestrator_proto_enumTypes[1]
+}
+
+func (x EvictionReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EvictionReason.Descriptor instead.
+func (EvictionReason) EnumDescriptor() ([]byte, []int) {
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{1}
+}
+
 // Emotion is an emotional state.
 type Emotion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -257,8 +319,17 @@ type OrchestrateOptions struct {
 	PreloadK int32 `protobuf:"varint,8,opt,name=preload_k,json=preloadK,proto3" json:"preload_k,omitempty"`
 	// LAB_007 minimum confidence 0..1, default 0.3 (unset means default).
 	PreloadMinConfidence *float64 `protobuf:"fixed64,9,opt,name=preload_min_confidence,json=preloadMinConfidence,proto3,oneof" json:"preload_min_confidence,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// With a session_id: items the session's working memory keeps between
+	// turns, 1..20, default 7.
+	WorkingMemoryCapacity int32 `protobuf:"varint,10,opt,name=working_memory_capacity,json=workingMemoryCapacity,proto3" json:"working_memory_capacity,omitempty"`
+	// With a session_id: turns an item is held without being attended or
+	// recalled before it decays, 0..1000; 0 means 5.
+	DecayTurns int32 `protobuf:"varint,11,opt,name=decay_turns,json=decayTurns,proto3" json:"decay_turns,omitempty"`
+	// With a session_id: time an item is held without being attended or
+	// recalled before it decays, 0..30 days; unset or 0 means 30 minutes.
+	DecayAfter    *durationpb.Duration `protobuf:"bytes,12,opt,name=decay_after,json=decayAfter,proto3" json:"decay_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OrchestrateOptions) Reset() {
@@ -354,6 +425,27 @@ func (x *OrchestrateOptions) GetPreloadMinConfidence() float64 {
 	return 0
 }
 
+func (x *OrchestrateOptions) GetWorkingMemoryCapacity() int32 {
+	if x != nil {
+		return x.WorkingMemoryCapacity
+	}
+	return 0
+}
+
+func (x *OrchestrateOptions) GetDecayTurns() int32 {
+	if x != nil {
+		return x.DecayTurns
+	}
+	return 0
+}
+
+func (x *OrchestrateOptions) GetDecayAfter() *durationpb.Duration {
+	if x != nil {
+		return x.DecayAfter
+	}
+	return nil
+}
+
 // OrchestrateRequest is one query to think about.
 type OrchestrateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -362,7 +454,9 @@ type OrchestrateRequest struct {
 	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Required query text; 1..4 KiB of UTF-8.
 	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
-	// Optional session of the caller; recall is not limited to it.
+	// Optional session of the caller; recall is not limited to it. With one,
+	// LAB_011 keeps the session's working memory between turns (memory
+	// stores it); at most 128 bytes.
 	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// Optional goal for LAB_012 (episodic future thinking); at most 1 KiB.
 	Goal string `protobuf:"bytes,4,opt,name=goal,proto3" json:"goal,omitempty"`
@@ -470,7 +564,11 @@ type BufferItem struct {
 	Importance float64 `protobuf:"fixed64,9,opt,name=importance,proto3" json:"importance,omitempty"`
 	// Who said or wrote the episode (memory's Episode.speaker); empty when
 	// unknown.
-	Speaker       string `protobuf:"bytes,10,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	Speaker string `protobuf:"bytes,10,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	// With a session: how the item came to be in this turn's buffer
+	// (recalled now, held from an earlier turn, or preloaded from a
+	// prediction); unspecified without a session.
+	Origin        v1.Origin `protobuf:"varint,11,opt,name=origin,proto3,enum=brain.memory.v1.Origin" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -575,6 +673,197 @@ func (x *BufferItem) GetSpeaker() string {
 	return ""
 }
 
+func (x *BufferItem) GetOrigin() v1.Origin {
+	if x != nil {
+		return x.Origin
+	}
+	return v1.Origin(0)
+}
+
+// Eviction is one item that left the session's working memory this turn.
+type Eviction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The item's episode.
+	EpisodeId string `protobuf:"bytes,1,opt,name=episode_id,json=episodeId,proto3" json:"episode_id,omitempty"`
+	// Its content.
+	Content string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// Its origin before it left.
+	Origin v1.Origin `protobuf:"varint,3,opt,name=origin,proto3,enum=brain.memory.v1.Origin" json:"origin,omitempty"`
+	// Why it left.
+	Reason EvictionReason `protobuf:"varint,4,opt,name=reason,proto3,enum=brain.orchestrator.v1.EvictionReason" json:"reason,omitempty"`
+	// The reason in words, with the numbers.
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Eviction) Reset() {
+	*x = Eviction{}
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Eviction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Eviction) ProtoMessage() {}
+
+func (x *Eviction) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Eviction.ProtoReflect.Descriptor instead.
+func (*Eviction) Descriptor() ([]byte, []int) {
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Eviction) GetEpisodeId() string {
+	if x != nil {
+		return x.EpisodeId
+	}
+	return ""
+}
+
+func (x *Eviction) GetContent() string {
+	if x != nil {
+		return x.Content
+	}
+	return ""
+}
+
+func (x *Eviction) GetOrigin() v1.Origin {
+	if x != nil {
+		return x.Origin
+	}
+	return v1.Origin(0)
+}
+
+func (x *Eviction) GetReason() EvictionReason {
+	if x != nil {
+		return x.Reason
+	}
+	return EvictionReason_EVICTION_REASON_UNSPECIFIED
+}
+
+func (x *Eviction) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// SessionMemory is the working memory a run with a session_id kept.
+type SessionMemory struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The buffer as written back to memory (or as it would have been, when
+	// saved is false), most important first.
+	Items []*v1.WorkingMemoryItem `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	// This turn's evictions, with reasons.
+	Evictions []*Eviction `protobuf:"bytes,3,rep,name=evictions,proto3" json:"evictions,omitempty"`
+	// The buffer's version in memory after this turn (the version read when
+	// it was not saved).
+	Version int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	// True when the buffer was written back.
+	Saved bool `protobuf:"varint,5,opt,name=saved,proto3" json:"saved,omitempty"`
+	// Why it was not saved; empty when it was.
+	DegradedReason string `protobuf:"bytes,6,opt,name=degraded_reason,json=degradedReason,proto3" json:"degraded_reason,omitempty"`
+	// Write attempts made (compare-and-set conflicts are retried).
+	Attempts      int32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionMemory) Reset() {
+	*x = SessionMemory{}
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionMemory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionMemory) ProtoMessage() {}
+
+func (x *SessionMemory) ProtoReflect() protoreflect.Message {
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionMemory.ProtoReflect.Descriptor instead.
+func (*SessionMemory) Descriptor() ([]byte, []int) {
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionMemory) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SessionMemory) GetItems() []*v1.WorkingMemoryItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *SessionMemory) GetEvictions() []*Eviction {
+	if x != nil {
+		return x.Evictions
+	}
+	return nil
+}
+
+func (x *SessionMemory) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SessionMemory) GetSaved() bool {
+	if x != nil {
+		return x.Saved
+	}
+	return false
+}
+
+func (x *SessionMemory) GetDegradedReason() string {
+	if x != nil {
+		return x.DegradedReason
+	}
+	return ""
+}
+
+func (x *SessionMemory) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 // WorkingMemoryOutput is LAB_011's result.
 type WorkingMemoryOutput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -590,13 +879,19 @@ type WorkingMemoryOutput struct {
 	Candidates int32 `protobuf:"varint,5,opt,name=candidates,proto3" json:"candidates,omitempty"`
 	// Candidates dropped as near-duplicates of a better one (MMR).
 	SuppressedDuplicates int32 `protobuf:"varint,6,opt,name=suppressed_duplicates,json=suppressedDuplicates,proto3" json:"suppressed_duplicates,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// With a session: the evictions LAB_011 made merging the held buffer with
+	// this turn's recall (decay, capacity).
+	Evictions []*Eviction `protobuf:"bytes,7,rep,name=evictions,proto3" json:"evictions,omitempty"`
+	// With a session: the version of the buffer LAB_011 loaded (0 for a new
+	// session).
+	SessionVersion int64 `protobuf:"varint,8,opt,name=session_version,json=sessionVersion,proto3" json:"session_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkingMemoryOutput) Reset() {
 	*x = WorkingMemoryOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[5]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +903,7 @@ func (x *WorkingMemoryOutput) String() string {
 func (*WorkingMemoryOutput) ProtoMessage() {}
 
 func (x *WorkingMemoryOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[5]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +916,7 @@ func (x *WorkingMemoryOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkingMemoryOutput.ProtoReflect.Descriptor instead.
 func (*WorkingMemoryOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{5}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WorkingMemoryOutput) GetItems() []*BufferItem {
@@ -666,6 +961,20 @@ func (x *WorkingMemoryOutput) GetSuppressedDuplicates() int32 {
 	return 0
 }
 
+func (x *WorkingMemoryOutput) GetEvictions() []*Eviction {
+	if x != nil {
+		return x.Evictions
+	}
+	return nil
+}
+
+func (x *WorkingMemoryOutput) GetSessionVersion() int64 {
+	if x != nil {
+		return x.SessionVersion
+	}
+	return 0
+}
+
 // ItemSalience is the emotional salience of one item.
 type ItemSalience struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -687,7 +996,7 @@ type ItemSalience struct {
 
 func (x *ItemSalience) Reset() {
 	*x = ItemSalience{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[6]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +1008,7 @@ func (x *ItemSalience) String() string {
 func (*ItemSalience) ProtoMessage() {}
 
 func (x *ItemSalience) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[6]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +1021,7 @@ func (x *ItemSalience) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemSalience.ProtoReflect.Descriptor instead.
 func (*ItemSalience) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{6}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ItemSalience) GetEpisodeId() string {
@@ -770,7 +1079,7 @@ type SalienceOutput struct {
 
 func (x *SalienceOutput) Reset() {
 	*x = SalienceOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[7]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1091,7 @@ func (x *SalienceOutput) String() string {
 func (*SalienceOutput) ProtoMessage() {}
 
 func (x *SalienceOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[7]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1104,7 @@ func (x *SalienceOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SalienceOutput.ProtoReflect.Descriptor instead.
 func (*SalienceOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{7}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SalienceOutput) GetQuery() *ItemSalience {
@@ -835,7 +1144,7 @@ type AttentionItem struct {
 
 func (x *AttentionItem) Reset() {
 	*x = AttentionItem{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[8]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1156,7 @@ func (x *AttentionItem) String() string {
 func (*AttentionItem) ProtoMessage() {}
 
 func (x *AttentionItem) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[8]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1169,7 @@ func (x *AttentionItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttentionItem.ProtoReflect.Descriptor instead.
 func (*AttentionItem) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{8}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AttentionItem) GetEpisodeId() string {
@@ -923,7 +1232,7 @@ type AttentionOutput struct {
 
 func (x *AttentionOutput) Reset() {
 	*x = AttentionOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[9]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1244,7 @@ func (x *AttentionOutput) String() string {
 func (*AttentionOutput) ProtoMessage() {}
 
 func (x *AttentionOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[9]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1257,7 @@ func (x *AttentionOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttentionOutput.ProtoReflect.Descriptor instead.
 func (*AttentionOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{9}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AttentionOutput) GetItems() []*AttentionItem {
@@ -971,7 +1280,7 @@ type ReconsolidationOutput struct {
 
 func (x *ReconsolidationOutput) Reset() {
 	*x = ReconsolidationOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[10]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1292,7 @@ func (x *ReconsolidationOutput) String() string {
 func (*ReconsolidationOutput) ProtoMessage() {}
 
 func (x *ReconsolidationOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[10]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1305,7 @@ func (x *ReconsolidationOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconsolidationOutput.ProtoReflect.Descriptor instead.
 func (*ReconsolidationOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{10}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReconsolidationOutput) GetTouched() int32 {
@@ -1034,7 +1343,7 @@ type Prediction struct {
 
 func (x *Prediction) Reset() {
 	*x = Prediction{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[11]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1355,7 @@ func (x *Prediction) String() string {
 func (*Prediction) ProtoMessage() {}
 
 func (x *Prediction) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[11]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1368,7 @@ func (x *Prediction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prediction.ProtoReflect.Descriptor instead.
 func (*Prediction) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{11}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Prediction) GetEpisodeId() string {
@@ -1115,7 +1424,7 @@ type PreloadOutput struct {
 
 func (x *PreloadOutput) Reset() {
 	*x = PreloadOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[12]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1436,7 @@ func (x *PreloadOutput) String() string {
 func (*PreloadOutput) ProtoMessage() {}
 
 func (x *PreloadOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[12]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1449,7 @@ func (x *PreloadOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreloadOutput.ProtoReflect.Descriptor instead.
 func (*PreloadOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{12}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PreloadOutput) GetPredictions() []*Prediction {
@@ -1167,7 +1476,7 @@ type ContagionOutput struct {
 
 func (x *ContagionOutput) Reset() {
 	*x = ContagionOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[13]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1488,7 @@ func (x *ContagionOutput) String() string {
 func (*ContagionOutput) ProtoMessage() {}
 
 func (x *ContagionOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[13]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1501,7 @@ func (x *ContagionOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContagionOutput.ProtoReflect.Descriptor instead.
 func (*ContagionOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{13}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContagionOutput) GetState() *Emotion {
@@ -1238,7 +1547,7 @@ type RegulationOutput struct {
 
 func (x *RegulationOutput) Reset() {
 	*x = RegulationOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[14]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1559,7 @@ func (x *RegulationOutput) String() string {
 func (*RegulationOutput) ProtoMessage() {}
 
 func (x *RegulationOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[14]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1572,7 @@ func (x *RegulationOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegulationOutput.ProtoReflect.Descriptor instead.
 func (*RegulationOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{14}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegulationOutput) GetStrategy() string {
@@ -1308,7 +1617,7 @@ type FutureThinkingOutput struct {
 
 func (x *FutureThinkingOutput) Reset() {
 	*x = FutureThinkingOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[15]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1629,7 @@ func (x *FutureThinkingOutput) String() string {
 func (*FutureThinkingOutput) ProtoMessage() {}
 
 func (x *FutureThinkingOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[15]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1642,7 @@ func (x *FutureThinkingOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FutureThinkingOutput.ProtoReflect.Descriptor instead.
 func (*FutureThinkingOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{15}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FutureThinkingOutput) GetGoal() string {
@@ -1397,7 +1706,7 @@ type MetacognitionOutput struct {
 
 func (x *MetacognitionOutput) Reset() {
 	*x = MetacognitionOutput{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[16]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1718,7 @@ func (x *MetacognitionOutput) String() string {
 func (*MetacognitionOutput) ProtoMessage() {}
 
 func (x *MetacognitionOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[16]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1731,7 @@ func (x *MetacognitionOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetacognitionOutput.ProtoReflect.Descriptor instead.
 func (*MetacognitionOutput) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{16}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MetacognitionOutput) GetConfidence() float64 {
@@ -1499,7 +1808,7 @@ type LabResult struct {
 
 func (x *LabResult) Reset() {
 	*x = LabResult{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[17]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1820,7 @@ func (x *LabResult) String() string {
 func (*LabResult) ProtoMessage() {}
 
 func (x *LabResult) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[17]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1833,7 @@ func (x *LabResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabResult.ProtoReflect.Descriptor instead.
 func (*LabResult) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{17}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LabResult) GetLabId() string {
@@ -1757,7 +2066,7 @@ type LabTiming struct {
 
 func (x *LabTiming) Reset() {
 	*x = LabTiming{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[18]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2078,7 @@ func (x *LabTiming) String() string {
 func (*LabTiming) ProtoMessage() {}
 
 func (x *LabTiming) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[18]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2091,7 @@ func (x *LabTiming) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabTiming.ProtoReflect.Descriptor instead.
 func (*LabTiming) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{18}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LabTiming) GetLabId() string {
@@ -1835,14 +2144,16 @@ type Summary struct {
 	// LAB_006's confidence (0 when it did not run).
 	Confidence float64 `protobuf:"fixed64,5,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	// The "now" of the run.
-	AsOf          *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// With a session_id: the session's working memory after this turn.
+	Session       *SessionMemory `protobuf:"bytes,7,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Summary) Reset() {
 	*x = Summary{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[19]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +2165,7 @@ func (x *Summary) String() string {
 func (*Summary) ProtoMessage() {}
 
 func (x *Summary) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[19]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +2178,7 @@ func (x *Summary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Summary.ProtoReflect.Descriptor instead.
 func (*Summary) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{19}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Summary) GetWorkingMemory() []*BufferItem {
@@ -1912,6 +2223,13 @@ func (x *Summary) GetAsOf() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Summary) GetSession() *SessionMemory {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 // OrchestrateResponse is one message of the stream: a LAB result or the summary.
 type OrchestrateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1928,7 +2246,7 @@ type OrchestrateResponse struct {
 
 func (x *OrchestrateResponse) Reset() {
 	*x = OrchestrateResponse{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[20]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2258,7 @@ func (x *OrchestrateResponse) String() string {
 func (*OrchestrateResponse) ProtoMessage() {}
 
 func (x *OrchestrateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[20]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2271,7 @@ func (x *OrchestrateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrchestrateResponse.ProtoReflect.Descriptor instead.
 func (*OrchestrateResponse) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{20}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OrchestrateResponse) GetEvent() isOrchestrateResponse_Event {
@@ -2008,7 +2326,7 @@ type ListLabsRequest struct {
 
 func (x *ListLabsRequest) Reset() {
 	*x = ListLabsRequest{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[21]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2338,7 @@ func (x *ListLabsRequest) String() string {
 func (*ListLabsRequest) ProtoMessage() {}
 
 func (x *ListLabsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[21]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2351,7 @@ func (x *ListLabsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLabsRequest.ProtoReflect.Descriptor instead.
 func (*ListLabsRequest) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{21}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{23}
 }
 
 // LabInfo describes one LAB.
@@ -2057,7 +2375,7 @@ type LabInfo struct {
 
 func (x *LabInfo) Reset() {
 	*x = LabInfo{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[22]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2387,7 @@ func (x *LabInfo) String() string {
 func (*LabInfo) ProtoMessage() {}
 
 func (x *LabInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[22]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2400,7 @@ func (x *LabInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LabInfo.ProtoReflect.Descriptor instead.
 func (*LabInfo) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{22}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LabInfo) GetId() string {
@@ -2138,7 +2456,7 @@ type ListLabsResponse struct {
 
 func (x *ListLabsResponse) Reset() {
 	*x = ListLabsResponse{}
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[23]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2468,7 @@ func (x *ListLabsResponse) String() string {
 func (*ListLabsResponse) ProtoMessage() {}
 
 func (x *ListLabsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[23]
+	mi := &file_brain_orchestrator_v1_orchestrator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2481,7 @@ func (x *ListLabsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLabsResponse.ProtoReflect.Descriptor instead.
 func (*ListLabsResponse) Descriptor() ([]byte, []int) {
-	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{23}
+	return file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListLabsResponse) GetLabs() []*LabInfo {
@@ -2187,7 +2505,7 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\trelevance\x18\x01 \x01(\x01R\trelevance\x12\x18\n" +
 	"\arecency\x18\x02 \x01(\x01R\arecency\x12\x1a\n" +
 	"\bsalience\x18\x03 \x01(\x01R\bsalience\x12\x18\n" +
-	"\aoverlap\x18\x04 \x01(\x01R\aoverlap\"\xeb\x03\n" +
+	"\aoverlap\x18\x04 \x01(\x01R\aoverlap\"\x80\x05\n" +
 	"\x12OrchestrateOptions\x12!\n" +
 	"\frecall_limit\x18\x01 \x01(\x05R\vrecallLimit\x12%\n" +
 	"\x0ecandidate_pool\x18\x02 \x01(\x05R\rcandidatePool\x12E\n" +
@@ -2197,7 +2515,13 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\x06budget\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06budget\x12*\n" +
 	"\x11content_max_chars\x18\a \x01(\x05R\x0fcontentMaxChars\x12\x1b\n" +
 	"\tpreload_k\x18\b \x01(\x05R\bpreloadK\x129\n" +
-	"\x16preload_min_confidence\x18\t \x01(\x01H\x00R\x14preloadMinConfidence\x88\x01\x01B\x19\n" +
+	"\x16preload_min_confidence\x18\t \x01(\x01H\x00R\x14preloadMinConfidence\x88\x01\x01\x126\n" +
+	"\x17working_memory_capacity\x18\n" +
+	" \x01(\x05R\x15workingMemoryCapacity\x12\x1f\n" +
+	"\vdecay_turns\x18\v \x01(\x05R\n" +
+	"decayTurns\x12:\n" +
+	"\vdecay_after\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"decayAfterB\x19\n" +
 	"\x17_preload_min_confidence\"\x89\x02\n" +
 	"\x12OrchestrateRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
@@ -2206,7 +2530,7 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04goal\x18\x04 \x01(\tR\x04goal\x12G\n" +
 	"\x0fcurrent_emotion\x18\x05 \x01(\v2\x1e.brain.orchestrator.v1.EmotionR\x0ecurrentEmotion\x12C\n" +
-	"\aoptions\x18\x06 \x01(\v2).brain.orchestrator.v1.OrchestrateOptionsR\aoptions\"\xe9\x03\n" +
+	"\aoptions\x18\x06 \x01(\v2).brain.orchestrator.v1.OrchestrateOptionsR\aoptions\"\x9a\x04\n" +
 	"\n" +
 	"BufferItem\x12\x1d\n" +
 	"\n" +
@@ -2224,10 +2548,27 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"importance\x18\t \x01(\x01R\n" +
 	"importance\x12\x18\n" +
 	"\aspeaker\x18\n" +
-	" \x01(\tR\aspeaker\x1a;\n" +
+	" \x01(\tR\aspeaker\x12/\n" +
+	"\x06origin\x18\v \x01(\x0e2\x17.brain.memory.v1.OriginR\x06origin\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcb\x01\n" +
+	"\bEviction\x12\x1d\n" +
+	"\n" +
+	"episode_id\x18\x01 \x01(\tR\tepisodeId\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\x12/\n" +
+	"\x06origin\x18\x03 \x01(\x0e2\x17.brain.memory.v1.OriginR\x06origin\x12=\n" +
+	"\x06reason\x18\x04 \x01(\x0e2%.brain.orchestrator.v1.EvictionReasonR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"\x9c\x02\n" +
+	"\rSessionMemory\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x128\n" +
+	"\x05items\x18\x02 \x03(\v2\".brain.memory.v1.WorkingMemoryItemR\x05items\x12=\n" +
+	"\tevictions\x18\x03 \x03(\v2\x1f.brain.orchestrator.v1.EvictionR\tevictions\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05saved\x18\x05 \x01(\bR\x05saved\x12'\n" +
+	"\x0fdegraded_reason\x18\x06 \x01(\tR\x0edegradedReason\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\"\x87\x03\n" +
 	"\x13WorkingMemoryOutput\x127\n" +
 	"\x05items\x18\x01 \x03(\v2!.brain.orchestrator.v1.BufferItemR\x05items\x125\n" +
 	"\x06source\x18\x02 \x01(\x0e2\x1d.brain.memory.v1.RecallSourceR\x06source\x12\x1a\n" +
@@ -2236,7 +2577,9 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\n" +
 	"candidates\x18\x05 \x01(\x05R\n" +
 	"candidates\x123\n" +
-	"\x15suppressed_duplicates\x18\x06 \x01(\x05R\x14suppressedDuplicates\"\xb1\x01\n" +
+	"\x15suppressed_duplicates\x18\x06 \x01(\x05R\x14suppressedDuplicates\x12=\n" +
+	"\tevictions\x18\a \x03(\v2\x1f.brain.orchestrator.v1.EvictionR\tevictions\x12'\n" +
+	"\x0fsession_version\x18\b \x01(\x03R\x0esessionVersion\"\xb1\x01\n" +
 	"\fItemSalience\x12\x1d\n" +
 	"\n" +
 	"episode_id\x18\x01 \x01(\tR\tepisodeId\x12\x18\n" +
@@ -2329,7 +2672,7 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2 .brain.orchestrator.v1.LabStatusR\x06status\x12@\n" +
 	"\x0estarted_offset\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rstartedOffset\x123\n" +
 	"\aelapsed\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xb4\x02\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xf4\x02\n" +
 	"\aSummary\x12H\n" +
 	"\x0eworking_memory\x18\x01 \x03(\v2!.brain.orchestrator.v1.BufferItemR\rworkingMemory\x124\n" +
 	"\x04labs\x18\x02 \x03(\v2 .brain.orchestrator.v1.LabTimingR\x04labs\x12#\n" +
@@ -2338,7 +2681,8 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\n" +
 	"confidence\x18\x05 \x01(\x01R\n" +
 	"confidence\x12/\n" +
-	"\x05as_of\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\x90\x01\n" +
+	"\x05as_of\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12>\n" +
+	"\asession\x18\a \x01(\v2$.brain.orchestrator.v1.SessionMemoryR\asession\"\x90\x01\n" +
 	"\x13OrchestrateResponse\x124\n" +
 	"\x03lab\x18\x01 \x01(\v2 .brain.orchestrator.v1.LabResultH\x00R\x03lab\x12:\n" +
 	"\asummary\x18\x02 \x01(\v2\x1e.brain.orchestrator.v1.SummaryH\x00R\asummaryB\a\n" +
@@ -2359,7 +2703,13 @@ const file_brain_orchestrator_v1_orchestrator_proto_rawDesc = "" +
 	"\rLAB_STATUS_OK\x10\x01\x12\x17\n" +
 	"\x13LAB_STATUS_DEGRADED\x10\x02\x12\x15\n" +
 	"\x11LAB_STATUS_FAILED\x10\x03\x12\x16\n" +
-	"\x12LAB_STATUS_SKIPPED\x10\x042\xda\x01\n" +
+	"\x12LAB_STATUS_SKIPPED\x10\x04*\xb7\x01\n" +
+	"\x0eEvictionReason\x12\x1f\n" +
+	"\x1bEVICTION_REASON_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bEVICTION_REASON_DECAY_TURNS\x10\x01\x12\x1e\n" +
+	"\x1aEVICTION_REASON_DECAY_TIME\x10\x02\x12\x1c\n" +
+	"\x18EVICTION_REASON_CAPACITY\x10\x03\x12%\n" +
+	"!EVICTION_REASON_PREDICTION_UNUSED\x10\x042\xda\x01\n" +
 	"\x13OrchestratorService\x12f\n" +
 	"\vOrchestrate\x12).brain.orchestrator.v1.OrchestrateRequest\x1a*.brain.orchestrator.v1.OrchestrateResponse0\x01\x12[\n" +
 	"\bListLabs\x12&.brain.orchestrator.v1.ListLabsRequest\x1a'.brain.orchestrator.v1.ListLabsResponseBCZAgithub.com/brainhq/brain/gen/brain/orchestrator/v1;orchestratorv1b\x06proto3"
@@ -2376,96 +2726,109 @@ func file_brain_orchestrator_v1_orchestrator_proto_rawDescGZIP() []byte {
 	return file_brain_orchestrator_v1_orchestrator_proto_rawDescData
 }
 
-var file_brain_orchestrator_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_brain_orchestrator_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_brain_orchestrator_v1_orchestrator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_brain_orchestrator_v1_orchestrator_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_brain_orchestrator_v1_orchestrator_proto_goTypes = []any{
 	(LabStatus)(0),                // 0: brain.orchestrator.v1.LabStatus
-	(*Emotion)(nil),               // 1: brain.orchestrator.v1.Emotion
-	(*AttentionWeights)(nil),      // 2: brain.orchestrator.v1.AttentionWeights
-	(*OrchestrateOptions)(nil),    // 3: brain.orchestrator.v1.OrchestrateOptions
-	(*OrchestrateRequest)(nil),    // 4: brain.orchestrator.v1.OrchestrateRequest
-	(*BufferItem)(nil),            // 5: brain.orchestrator.v1.BufferItem
-	(*WorkingMemoryOutput)(nil),   // 6: brain.orchestrator.v1.WorkingMemoryOutput
-	(*ItemSalience)(nil),          // 7: brain.orchestrator.v1.ItemSalience
-	(*SalienceOutput)(nil),        // 8: brain.orchestrator.v1.SalienceOutput
-	(*AttentionItem)(nil),         // 9: brain.orchestrator.v1.AttentionItem
-	(*AttentionOutput)(nil),       // 10: brain.orchestrator.v1.AttentionOutput
-	(*ReconsolidationOutput)(nil), // 11: brain.orchestrator.v1.ReconsolidationOutput
-	(*Prediction)(nil),            // 12: brain.orchestrator.v1.Prediction
-	(*PreloadOutput)(nil),         // 13: brain.orchestrator.v1.PreloadOutput
-	(*ContagionOutput)(nil),       // 14: brain.orchestrator.v1.ContagionOutput
-	(*RegulationOutput)(nil),      // 15: brain.orchestrator.v1.RegulationOutput
-	(*FutureThinkingOutput)(nil),  // 16: brain.orchestrator.v1.FutureThinkingOutput
-	(*MetacognitionOutput)(nil),   // 17: brain.orchestrator.v1.MetacognitionOutput
-	(*LabResult)(nil),             // 18: brain.orchestrator.v1.LabResult
-	(*LabTiming)(nil),             // 19: brain.orchestrator.v1.LabTiming
-	(*Summary)(nil),               // 20: brain.orchestrator.v1.Summary
-	(*OrchestrateResponse)(nil),   // 21: brain.orchestrator.v1.OrchestrateResponse
-	(*ListLabsRequest)(nil),       // 22: brain.orchestrator.v1.ListLabsRequest
-	(*LabInfo)(nil),               // 23: brain.orchestrator.v1.LabInfo
-	(*ListLabsResponse)(nil),      // 24: brain.orchestrator.v1.ListLabsResponse
-	nil,                           // 25: brain.orchestrator.v1.BufferItem.MetadataEntry
-	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(*v1.RecallScores)(nil),       // 28: brain.memory.v1.RecallScores
-	(*v1.Affect)(nil),             // 29: brain.memory.v1.Affect
-	(v1.RecallSource)(0),          // 30: brain.memory.v1.RecallSource
+	(EvictionReason)(0),           // 1: brain.orchestrator.v1.EvictionReason
+	(*Emotion)(nil),               // 2: brain.orchestrator.v1.Emotion
+	(*AttentionWeights)(nil),      // 3: brain.orchestrator.v1.AttentionWeights
+	(*OrchestrateOptions)(nil),    // 4: brain.orchestrator.v1.OrchestrateOptions
+	(*OrchestrateRequest)(nil),    // 5: brain.orchestrator.v1.OrchestrateRequest
+	(*BufferItem)(nil),            // 6: brain.orchestrator.v1.BufferItem
+	(*Eviction)(nil),              // 7: brain.orchestrator.v1.Eviction
+	(*SessionMemory)(nil),         // 8: brain.orchestrator.v1.SessionMemory
+	(*WorkingMemoryOutput)(nil),   // 9: brain.orchestrator.v1.WorkingMemoryOutput
+	(*ItemSalience)(nil),          // 10: brain.orchestrator.v1.ItemSalience
+	(*SalienceOutput)(nil),        // 11: brain.orchestrator.v1.SalienceOutput
+	(*AttentionItem)(nil),         // 12: brain.orchestrator.v1.AttentionItem
+	(*AttentionOutput)(nil),       // 13: brain.orchestrator.v1.AttentionOutput
+	(*ReconsolidationOutput)(nil), // 14: brain.orchestrator.v1.ReconsolidationOutput
+	(*Prediction)(nil),            // 15: brain.orchestrator.v1.Prediction
+	(*PreloadOutput)(nil),         // 16: brain.orchestrator.v1.PreloadOutput
+	(*ContagionOutput)(nil),       // 17: brain.orchestrator.v1.ContagionOutput
+	(*RegulationOutput)(nil),      // 18: brain.orchestrator.v1.RegulationOutput
+	(*FutureThinkingOutput)(nil),  // 19: brain.orchestrator.v1.FutureThinkingOutput
+	(*MetacognitionOutput)(nil),   // 20: brain.orchestrator.v1.MetacognitionOutput
+	(*LabResult)(nil),             // 21: brain.orchestrator.v1.LabResult
+	(*LabTiming)(nil),             // 22: brain.orchestrator.v1.LabTiming
+	(*Summary)(nil),               // 23: brain.orchestrator.v1.Summary
+	(*OrchestrateResponse)(nil),   // 24: brain.orchestrator.v1.OrchestrateResponse
+	(*ListLabsRequest)(nil),       // 25: brain.orchestrator.v1.ListLabsRequest
+	(*LabInfo)(nil),               // 26: brain.orchestrator.v1.LabInfo
+	(*ListLabsResponse)(nil),      // 27: brain.orchestrator.v1.ListLabsResponse
+	nil,                           // 28: brain.orchestrator.v1.BufferItem.MetadataEntry
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*v1.RecallScores)(nil),       // 31: brain.memory.v1.RecallScores
+	(*v1.Affect)(nil),             // 32: brain.memory.v1.Affect
+	(v1.Origin)(0),                // 33: brain.memory.v1.Origin
+	(*v1.WorkingMemoryItem)(nil),  // 34: brain.memory.v1.WorkingMemoryItem
+	(v1.RecallSource)(0),          // 35: brain.memory.v1.RecallSource
 }
 var file_brain_orchestrator_v1_orchestrator_proto_depIdxs = []int32{
-	26, // 0: brain.orchestrator.v1.OrchestrateOptions.recency_half_life:type_name -> google.protobuf.Duration
-	2,  // 1: brain.orchestrator.v1.OrchestrateOptions.weights:type_name -> brain.orchestrator.v1.AttentionWeights
-	27, // 2: brain.orchestrator.v1.OrchestrateOptions.as_of:type_name -> google.protobuf.Timestamp
-	26, // 3: brain.orchestrator.v1.OrchestrateOptions.budget:type_name -> google.protobuf.Duration
-	1,  // 4: brain.orchestrator.v1.OrchestrateRequest.current_emotion:type_name -> brain.orchestrator.v1.Emotion
-	3,  // 5: brain.orchestrator.v1.OrchestrateRequest.options:type_name -> brain.orchestrator.v1.OrchestrateOptions
-	27, // 6: brain.orchestrator.v1.BufferItem.created_at:type_name -> google.protobuf.Timestamp
-	28, // 7: brain.orchestrator.v1.BufferItem.scores:type_name -> brain.memory.v1.RecallScores
-	29, // 8: brain.orchestrator.v1.BufferItem.affect:type_name -> brain.memory.v1.Affect
-	25, // 9: brain.orchestrator.v1.BufferItem.metadata:type_name -> brain.orchestrator.v1.BufferItem.MetadataEntry
-	5,  // 10: brain.orchestrator.v1.WorkingMemoryOutput.items:type_name -> brain.orchestrator.v1.BufferItem
-	30, // 11: brain.orchestrator.v1.WorkingMemoryOutput.source:type_name -> brain.memory.v1.RecallSource
-	7,  // 12: brain.orchestrator.v1.SalienceOutput.query:type_name -> brain.orchestrator.v1.ItemSalience
-	7,  // 13: brain.orchestrator.v1.SalienceOutput.items:type_name -> brain.orchestrator.v1.ItemSalience
-	9,  // 14: brain.orchestrator.v1.AttentionOutput.items:type_name -> brain.orchestrator.v1.AttentionItem
-	26, // 15: brain.orchestrator.v1.Prediction.gap:type_name -> google.protobuf.Duration
-	12, // 16: brain.orchestrator.v1.PreloadOutput.predictions:type_name -> brain.orchestrator.v1.Prediction
-	1,  // 17: brain.orchestrator.v1.ContagionOutput.state:type_name -> brain.orchestrator.v1.Emotion
-	1,  // 18: brain.orchestrator.v1.ContagionOutput.buffer:type_name -> brain.orchestrator.v1.Emotion
-	1,  // 19: brain.orchestrator.v1.ContagionOutput.caller:type_name -> brain.orchestrator.v1.Emotion
-	1,  // 20: brain.orchestrator.v1.RegulationOutput.regulated:type_name -> brain.orchestrator.v1.Emotion
-	26, // 21: brain.orchestrator.v1.FutureThinkingOutput.horizon:type_name -> google.protobuf.Duration
-	0,  // 22: brain.orchestrator.v1.LabResult.status:type_name -> brain.orchestrator.v1.LabStatus
-	26, // 23: brain.orchestrator.v1.LabResult.started_offset:type_name -> google.protobuf.Duration
-	26, // 24: brain.orchestrator.v1.LabResult.elapsed:type_name -> google.protobuf.Duration
-	6,  // 25: brain.orchestrator.v1.LabResult.working_memory:type_name -> brain.orchestrator.v1.WorkingMemoryOutput
-	8,  // 26: brain.orchestrator.v1.LabResult.salience:type_name -> brain.orchestrator.v1.SalienceOutput
-	10, // 27: brain.orchestrator.v1.LabResult.attention:type_name -> brain.orchestrator.v1.AttentionOutput
-	11, // 28: brain.orchestrator.v1.LabResult.reconsolidation:type_name -> brain.orchestrator.v1.ReconsolidationOutput
-	13, // 29: brain.orchestrator.v1.LabResult.preload:type_name -> brain.orchestrator.v1.PreloadOutput
-	14, // 30: brain.orchestrator.v1.LabResult.contagion:type_name -> brain.orchestrator.v1.ContagionOutput
-	15, // 31: brain.orchestrator.v1.LabResult.regulation:type_name -> brain.orchestrator.v1.RegulationOutput
-	16, // 32: brain.orchestrator.v1.LabResult.future:type_name -> brain.orchestrator.v1.FutureThinkingOutput
-	17, // 33: brain.orchestrator.v1.LabResult.metacognition:type_name -> brain.orchestrator.v1.MetacognitionOutput
-	0,  // 34: brain.orchestrator.v1.LabTiming.status:type_name -> brain.orchestrator.v1.LabStatus
-	26, // 35: brain.orchestrator.v1.LabTiming.started_offset:type_name -> google.protobuf.Duration
-	26, // 36: brain.orchestrator.v1.LabTiming.elapsed:type_name -> google.protobuf.Duration
-	5,  // 37: brain.orchestrator.v1.Summary.working_memory:type_name -> brain.orchestrator.v1.BufferItem
-	19, // 38: brain.orchestrator.v1.Summary.labs:type_name -> brain.orchestrator.v1.LabTiming
-	26, // 39: brain.orchestrator.v1.Summary.elapsed:type_name -> google.protobuf.Duration
-	27, // 40: brain.orchestrator.v1.Summary.as_of:type_name -> google.protobuf.Timestamp
-	18, // 41: brain.orchestrator.v1.OrchestrateResponse.lab:type_name -> brain.orchestrator.v1.LabResult
-	20, // 42: brain.orchestrator.v1.OrchestrateResponse.summary:type_name -> brain.orchestrator.v1.Summary
-	26, // 43: brain.orchestrator.v1.LabInfo.budget:type_name -> google.protobuf.Duration
-	23, // 44: brain.orchestrator.v1.ListLabsResponse.labs:type_name -> brain.orchestrator.v1.LabInfo
-	4,  // 45: brain.orchestrator.v1.OrchestratorService.Orchestrate:input_type -> brain.orchestrator.v1.OrchestrateRequest
-	22, // 46: brain.orchestrator.v1.OrchestratorService.ListLabs:input_type -> brain.orchestrator.v1.ListLabsRequest
-	21, // 47: brain.orchestrator.v1.OrchestratorService.Orchestrate:output_type -> brain.orchestrator.v1.OrchestrateResponse
-	24, // 48: brain.orchestrator.v1.OrchestratorService.ListLabs:output_type -> brain.orchestrator.v1.ListLabsResponse
-	47, // [47:49] is the sub-list for method output_type
-	45, // [45:47] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	29, // 0: brain.orchestrator.v1.OrchestrateOptions.recency_half_life:type_name -> google.protobuf.Duration
+	3,  // 1: brain.orchestrator.v1.OrchestrateOptions.weights:type_name -> brain.orchestrator.v1.AttentionWeights
+	30, // 2: brain.orchestrator.v1.OrchestrateOptions.as_of:type_name -> google.protobuf.Timestamp
+	29, // 3: brain.orchestrator.v1.OrchestrateOptions.budget:type_name -> google.protobuf.Duration
+	29, // 4: brain.orchestrator.v1.OrchestrateOptions.decay_after:type_name -> google.protobuf.Duration
+	2,  // 5: brain.orchestrator.v1.OrchestrateRequest.current_emotion:type_name -> brain.orchestrator.v1.Emotion
+	4,  // 6: brain.orchestrator.v1.OrchestrateRequest.options:type_name -> brain.orchestrator.v1.OrchestrateOptions
+	30, // 7: brain.orchestrator.v1.BufferItem.created_at:type_name -> google.protobuf.Timestamp
+	31, // 8: brain.orchestrator.v1.BufferItem.scores:type_name -> brain.memory.v1.RecallScores
+	32, // 9: brain.orchestrator.v1.BufferItem.affect:type_name -> brain.memory.v1.Affect
+	28, // 10: brain.orchestrator.v1.BufferItem.metadata:type_name -> brain.orchestrator.v1.BufferItem.MetadataEntry
+	33, // 11: brain.orchestrator.v1.BufferItem.origin:type_name -> brain.memory.v1.Origin
+	33, // 12: brain.orchestrator.v1.Eviction.origin:type_name -> brain.memory.v1.Origin
+	1,  // 13: brain.orchestrator.v1.Eviction.reason:type_name -> brain.orchestrator.v1.EvictionReason
+	34, // 14: brain.orchestrator.v1.SessionMemory.items:type_name -> brain.memory.v1.WorkingMemoryItem
+	7,  // 15: brain.orchestrator.v1.SessionMemory.evictions:type_name -> brain.orchestrator.v1.Eviction
+	6,  // 16: brain.orchestrator.v1.WorkingMemoryOutput.items:type_name -> brain.orchestrator.v1.BufferItem
+	35, // 17: brain.orchestrator.v1.WorkingMemoryOutput.source:type_name -> brain.memory.v1.RecallSource
+	7,  // 18: brain.orchestrator.v1.WorkingMemoryOutput.evictions:type_name -> brain.orchestrator.v1.Eviction
+	10, // 19: brain.orchestrator.v1.SalienceOutput.query:type_name -> brain.orchestrator.v1.ItemSalience
+	10, // 20: brain.orchestrator.v1.SalienceOutput.items:type_name -> brain.orchestrator.v1.ItemSalience
+	12, // 21: brain.orchestrator.v1.AttentionOutput.items:type_name -> brain.orchestrator.v1.AttentionItem
+	29, // 22: brain.orchestrator.v1.Prediction.gap:type_name -> google.protobuf.Duration
+	15, // 23: brain.orchestrator.v1.PreloadOutput.predictions:type_name -> brain.orchestrator.v1.Prediction
+	2,  // 24: brain.orchestrator.v1.ContagionOutput.state:type_name -> brain.orchestrator.v1.Emotion
+	2,  // 25: brain.orchestrator.v1.ContagionOutput.buffer:type_name -> brain.orchestrator.v1.Emotion
+	2,  // 26: brain.orchestrator.v1.ContagionOutput.caller:type_name -> brain.orchestrator.v1.Emotion
+	2,  // 27: brain.orchestrator.v1.RegulationOutput.regulated:type_name -> brain.orchestrator.v1.Emotion
+	29, // 28: brain.orchestrator.v1.FutureThinkingOutput.horizon:type_name -> google.protobuf.Duration
+	0,  // 29: brain.orchestrator.v1.LabResult.status:type_name -> brain.orchestrator.v1.LabStatus
+	29, // 30: brain.orchestrator.v1.LabResult.started_offset:type_name -> google.protobuf.Duration
+	29, // 31: brain.orchestrator.v1.LabResult.elapsed:type_name -> google.protobuf.Duration
+	9,  // 32: brain.orchestrator.v1.LabResult.working_memory:type_name -> brain.orchestrator.v1.WorkingMemoryOutput
+	11, // 33: brain.orchestrator.v1.LabResult.salience:type_name -> brain.orchestrator.v1.SalienceOutput
+	13, // 34: brain.orchestrator.v1.LabResult.attention:type_name -> brain.orchestrator.v1.AttentionOutput
+	14, // 35: brain.orchestrator.v1.LabResult.reconsolidation:type_name -> brain.orchestrator.v1.ReconsolidationOutput
+	16, // 36: brain.orchestrator.v1.LabResult.preload:type_name -> brain.orchestrator.v1.PreloadOutput
+	17, // 37: brain.orchestrator.v1.LabResult.contagion:type_name -> brain.orchestrator.v1.ContagionOutput
+	18, // 38: brain.orchestrator.v1.LabResult.regulation:type_name -> brain.orchestrator.v1.RegulationOutput
+	19, // 39: brain.orchestrator.v1.LabResult.future:type_name -> brain.orchestrator.v1.FutureThinkingOutput
+	20, // 40: brain.orchestrator.v1.LabResult.metacognition:type_name -> brain.orchestrator.v1.MetacognitionOutput
+	0,  // 41: brain.orchestrator.v1.LabTiming.status:type_name -> brain.orchestrator.v1.LabStatus
+	29, // 42: brain.orchestrator.v1.LabTiming.started_offset:type_name -> google.protobuf.Duration
+	29, // 43: brain.orchestrator.v1.LabTiming.elapsed:type_name -> google.protobuf.Duration
+	6,  // 44: brain.orchestrator.v1.Summary.working_memory:type_name -> brain.orchestrator.v1.BufferItem
+	22, // 45: brain.orchestrator.v1.Summary.labs:type_name -> brain.orchestrator.v1.LabTiming
+	29, // 46: brain.orchestrator.v1.Summary.elapsed:type_name -> google.protobuf.Duration
+	30, // 47: brain.orchestrator.v1.Summary.as_of:type_name -> google.protobuf.Timestamp
+	8,  // 48: brain.orchestrator.v1.Summary.session:type_name -> brain.orchestrator.v1.SessionMemory
+	21, // 49: brain.orchestrator.v1.OrchestrateResponse.lab:type_name -> brain.orchestrator.v1.LabResult
+	23, // 50: brain.orchestrator.v1.OrchestrateResponse.summary:type_name -> brain.orchestrator.v1.Summary
+	29, // 51: brain.orchestrator.v1.LabInfo.budget:type_name -> google.protobuf.Duration
+	26, // 52: brain.orchestrator.v1.ListLabsResponse.labs:type_name -> brain.orchestrator.v1.LabInfo
+	5,  // 53: brain.orchestrator.v1.OrchestratorService.Orchestrate:input_type -> brain.orchestrator.v1.OrchestrateRequest
+	25, // 54: brain.orchestrator.v1.OrchestratorService.ListLabs:input_type -> brain.orchestrator.v1.ListLabsRequest
+	24, // 55: brain.orchestrator.v1.OrchestratorService.Orchestrate:output_type -> brain.orchestrator.v1.OrchestrateResponse
+	27, // 56: brain.orchestrator.v1.OrchestratorService.ListLabs:output_type -> brain.orchestrator.v1.ListLabsResponse
+	55, // [55:57] is the sub-list for method output_type
+	53, // [53:55] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_brain_orchestrator_v1_orchestrator_proto_init() }
@@ -2474,7 +2837,7 @@ func file_brain_orchestrator_v1_orchestrator_proto_init() {
 		return
 	}
 	file_brain_orchestrator_v1_orchestrator_proto_msgTypes[2].OneofWrappers = []any{}
-	file_brain_orchestrator_v1_orchestrator_proto_msgTypes[17].OneofWrappers = []any{
+	file_brain_orchestrator_v1_orchestrator_proto_msgTypes[19].OneofWrappers = []any{
 		(*LabResult_WorkingMemory)(nil),
 		(*LabResult_Salience)(nil),
 		(*LabResult_Attention)(nil),
@@ -2485,7 +2848,7 @@ func file_brain_orchestrator_v1_orchestrator_proto_init() {
 		(*LabResult_Future)(nil),
 		(*LabResult_Metacognition)(nil),
 	}
-	file_brain_orchestrator_v1_orchestrator_proto_msgTypes[20].OneofWrappers = []any{
+	file_brain_orchestrator_v1_orchestrator_proto_msgTypes[22].OneofWrappers = []any{
 		(*OrchestrateResponse_Lab)(nil),
 		(*OrchestrateResponse_Summary)(nil),
 	}
@@ -2494,8 +2857,8 @@ func file_brain_orchestrator_v1_orchestrator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brain_orchestrator_v1_orchestrator_proto_rawDesc), len(file_brain_orchestrator_v1_orchestrator_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   25,
+			NumEnums:      2,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
