@@ -140,9 +140,10 @@ func callLevel(code codes.Code) logging.Level {
 	case codes.OK:
 		return logging.LevelDebug
 	case codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
-		codes.PermissionDenied, codes.Unauthenticated, codes.FailedPrecondition, codes.OutOfRange:
+		codes.PermissionDenied, codes.Unauthenticated, codes.FailedPrecondition, codes.OutOfRange,
+		codes.Aborted: // a compare-and-set that lost a race: the caller re-reads and retries
 		return logging.LevelInfo
-	case codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted, codes.Aborted:
+	case codes.DeadlineExceeded, codes.Unavailable, codes.ResourceExhausted:
 		return logging.LevelWarn
 	default:
 		return logging.LevelError

@@ -312,7 +312,7 @@ func TestCallLogLevels(t *testing.T) {
 	for _, tc := range []struct {
 		code codes.Code
 		want logging.Level
-	}{{codes.OK, logging.LevelDebug}, {codes.InvalidArgument, logging.LevelInfo}, {codes.Unavailable, logging.LevelWarn}, {codes.Internal, logging.LevelError}} {
+	}{{codes.OK, logging.LevelDebug}, {codes.InvalidArgument, logging.LevelInfo}, {codes.Aborted, logging.LevelInfo}, {codes.Unavailable, logging.LevelWarn}, {codes.Internal, logging.LevelError}} {
 		if got := callLevel(tc.code); got != tc.want {
 			t.Errorf("callLevel(%v) = %v, want %v", tc.code, got, tc.want)
 		}
