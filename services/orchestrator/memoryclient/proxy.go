@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 )
@@ -21,19 +22,18 @@ import (
 // fires when memory itself does not answer (stopped, partitioned).
 const DefaultProxyTimeout = 5 * time.Second
 
-// LongProxyTimeout bounds the two calls whose work memory lets grow with
-// their size: WriteEpisodes (QUERY_TIMEOUT plus time for its bytes, at most
-// 1 min) and DeleteNamespace (erasing in batches for at most 1 min). It is
-// above those caps, so memory's own answer (stored, or erased so far and
-// "call again") comes first. A shorter MEMORY_PROXY_TIMEOUT does not cut
-// them; a longer one applies to them too.
+// LongProxyTimeout bounds the calls whose work memory lets grow with their
+// size, above memory's own caps (1 min), so memory's answer (stored, or
+// erased so far and "call again") comes first: DeleteNamespace always (its
+// size is the namespace's, unknown here), WriteEpisodes in proportion to its
+// bytes (see deadline). A shorter MEMORY_PROXY_TIMEOUT does not cut them.
 const LongProxyTimeout = 70 * time.Second
 
-// longMethods are the calls LongProxyTimeout applies to.
-var longMethods = map[string]bool{
-	memoryv1.MemoryService_WriteEpisodes_FullMethodName:   true,
-	memoryv1.MemoryService_DeleteNamespace_FullMethodName: true,
-}
+// writeBytesPerSecond is the rate memory budgets a write's bytes at
+// (services/memory/api.WriteBytesPerSecond): a write gets the proxy's
+// timeout plus its bytes at this rate, so a small one fails as fast as any
+// call when memory is gone and a large one is not cut while memory works.
+const writeBytesPerSecond = 64 << 10
 
 // proxyRequestID is the metadata key the gateway forwards the request id in.
 const proxyRequestID = "x-request-id"
@@ -60,17 +60,22 @@ func NewProxy(cc grpc.ClientConnInterface, timeout time.Duration, log *zap.Logge
 	return &Proxy{cc: cc, timeout: timeout, long: max(timeout, LongProxyTimeout), log: log}
 }
 
-// deadline is the time a call of method gets.
-func (p *Proxy) deadline(method string) time.Duration {
-	if longMethods[method] {
+// deadline is the time a call of method with args gets.
+func (p *Proxy) deadline(method string, args any) time.Duration {
+	switch method {
+	case memoryv1.MemoryService_DeleteNamespace_FullMethodName:
 		return p.long
+	case memoryv1.MemoryService_WriteEpisodes_FullMethodName:
+		if m, ok := args.(proto.Message); ok {
+			return min(p.timeout+time.Duration(proto.Size(m))*time.Second/writeBytesPerSecond, p.long)
+		}
 	}
 	return p.timeout
 }
 
 // Invoke makes a unary call under the proxy's deadline.
 func (p *Proxy) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	ctx, cancel := context.WithTimeout(ctx, p.deadline(method))
+	ctx, cancel := context.WithTimeout(ctx, p.deadline(method, args))
 	defer cancel()
 	// Memory sends headers (its request id) before any answer of its own, so
 	// an error without headers was made on this side of the connection.
@@ -85,7 +90,7 @@ func (p *Proxy) Invoke(ctx context.Context, method string, args, reply any, opts
 // NewStream opens a stream under the proxy's deadline. Memory's API has no
 // streaming method today; this keeps the rule for one added later.
 func (p *Proxy) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.deadline(method))
+	ctx, cancel := context.WithTimeout(ctx, p.deadline(method, nil))
 	s, err := p.cc.NewStream(ctx, desc, method, opts...)
 	if err != nil {
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	memoryv1 "github.com/brainhq/brain/gen/brain/memory/v1"
 )
@@ -152,5 +153,38 @@ func TestProxy(t *testing.T) {
 	start := time.Now()
 	if _, err := up.ListEpisodes(cctx, &memoryv1.ListEpisodesRequest{Namespace: "n"}); status.Code(err) != codes.DeadlineExceeded || time.Since(start) > timeout {
 		t.Fatalf("with a 50ms caller deadline: %v after %s", err, time.Since(start))
+	}
+}
+
+// A write gets the proxy's timeout plus time for its bytes (capped), an
+// erase the long timeout, everything else the timeout.
+func TestProxyDeadlines(t *testing.T) {
+	p := NewProxy(nil, time.Second, nil)
+	write := func(bytes int) *memoryv1.WriteEpisodesRequest {
+		return &memoryv1.WriteEpisodesRequest{Episodes: []*memoryv1.Episode{{Namespace: "n", Content: strings.Repeat("x", bytes)}}}
+	}
+	size := func(m *memoryv1.WriteEpisodesRequest) time.Duration {
+		return time.Duration(proto.Size(m)) * time.Second / writeBytesPerSecond
+	}
+	oneMiB := write(1 << 20)
+	tests := []struct {
+		name   string
+		method string
+		args   any
+		want   time.Duration
+	}{
+		{"a small write fails as fast as any call", memoryv1.MemoryService_WriteEpisodes_FullMethodName, write(10), time.Second + size(write(10))},
+		{"a large write gets time for its bytes", memoryv1.MemoryService_WriteEpisodes_FullMethodName, oneMiB, time.Second + size(oneMiB)},
+		{"a huge write is capped", memoryv1.MemoryService_WriteEpisodes_FullMethodName, write(8 << 20), LongProxyTimeout},
+		{"an erase gets the long timeout", memoryv1.MemoryService_DeleteNamespace_FullMethodName, &memoryv1.DeleteNamespaceRequest{}, LongProxyTimeout},
+		{"a read gets the timeout", memoryv1.MemoryService_GetStats_FullMethodName, &memoryv1.GetStatsRequest{}, time.Second},
+	}
+	for _, tt := range tests {
+		if got := p.deadline(tt.method, tt.args); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	if d := p.deadline(memoryv1.MemoryService_WriteEpisodes_FullMethodName, oneMiB); d < 16*time.Second {
+		t.Errorf("1 MiB write gets %s, want at least 16 s at 64 KiB/s", d)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/brainhq/brain/services/e2e/internal/stack"
 	"github.com/brainhq/brain/services/kit/child"
 )
 
@@ -71,16 +71,9 @@ func (c *service) stop() {
 
 func (c *service) exited() bool { return c.proc.Exited() }
 
-// freeLoopbackAddr reserves and releases a port; closedLoopbackAddr is one
-// that nothing listens on (the same thing, named for its use).
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
-}
+// freeLoopbackAddr is a loopback address nothing listens on (stack.FreeAddr:
+// outside the ephemeral range, so no outgoing connection takes it first).
+func freeLoopbackAddr() (string, error) { return stack.FreeAddr() }
 
 // dialFast is a gRPC client that retries a refused connect every 5 ms
 // instead of gRPC's default 1 s backoff, so start-up times are not rounded

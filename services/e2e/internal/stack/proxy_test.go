@@ -163,3 +163,21 @@ func TestProxyDownAndUp(t *testing.T) {
 		t.Fatalf("after Up: %q %v", got, err)
 	}
 }
+
+// FreeAddr's ports stay out of the ephemeral range, where outgoing
+// connections could take them.
+func TestFreeAddrBelowEphemeralRange(t *testing.T) {
+	lo := ephemeralStart()
+	if lo <= lowestPort+1000 {
+		t.Skipf("ephemeral range starts at %d", lo)
+	}
+	for range 20 {
+		a, err := FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := Port(a); p < lowestPort || p >= lo {
+			t.Fatalf("port %d outside [%d, %d)", p, lowestPort, lo)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -143,10 +144,25 @@ func addrOr(t testing.TB, addr string) string {
 	return a
 }
 
-// FreeAddr returns a loopback address nobody listens on (the kernel picked
-// the port and it was released again; another process could take it, which
-// on a test machine it practically never does).
+// FreeAddr returns a loopback address nobody listens on. Its port comes
+// from below the kernel's ephemeral range, which outgoing connections draw
+// from: a port the kernel picks for ":0" lies in that range, and any
+// connection the machine opens (to PostgreSQL, between services) can take
+// it before the process under test binds it ("address already in use").
 func FreeAddr() (string, error) {
+	if lo := ephemeralStart(); lo > lowestPort+1000 {
+		for range 100 {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(lowestPort+rand.IntN(lo-lowestPort))))
+			if err != nil {
+				continue // taken: try another
+			}
+			addr := l.Addr().String()
+			if err := l.Close(); err != nil {
+				return "", err
+			}
+			return addr, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("find a free port: %w", err)
@@ -156,6 +172,25 @@ func FreeAddr() (string, error) {
 		return "", err
 	}
 	return addr, nil
+}
+
+// lowestPort is the bottom of the range FreeAddr picks from, above the
+// well-known and most registered service ports.
+const lowestPort = 20000
+
+// ephemeralStart is the first port of the kernel's ephemeral range, 0 when
+// it cannot be read.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[0])
+	return n
 }
 
 // Port is the port of a host:port address.
