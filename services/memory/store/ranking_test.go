@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -171,5 +172,51 @@ func TestRecallLastWeekRelativeToAsOf(t *testing.T) {
 	}
 	if r := first(t0, "on 19 February 2025"); r.Episode.Content != "we went hiking in the hills" || r.Scores.Time != 1 {
 		t.Fatalf("date only: %q %+v", r.Episode.Content, r.Scores)
+	}
+}
+
+// Turns written together without times keep their order, so context
+// (which reads a session by created_at) finds an answer after its question;
+// a retry keeps the times first given.
+func TestBatchWithoutTimesKeepsItsOrder(t *testing.T) {
+	s, _ := newStore(t)
+	var batch []episode.Episode
+	for i := range 20 {
+		batch = append(batch, episode.Episode{Namespace: "ord", SessionID: "s", Content: fmt.Sprintf("turn %02d", i), Importance: 0.5})
+	}
+	first := mustWrite(t, s, batch...)
+	list, _, err := s.List(testCtx(t), ListQuery{Namespace: "ord", SessionID: "s"})
+	if err != nil || len(list) != len(batch) {
+		t.Fatalf("list: %d, %v", len(list), err)
+	}
+	for i, e := range list {
+		if e.Content != batch[i].Content {
+			t.Fatalf("position %d holds %q, want %q", i, e.Content, batch[i].Content)
+		}
+		if i > 0 && !e.CreatedAt.After(list[i-1].CreatedAt) {
+			t.Fatalf("created_at not increasing at %d: %s then %s", i, list[i-1].CreatedAt, e.CreatedAt)
+		}
+	}
+	for i := range batch {
+		batch[i].ID = first[i].ID
+		batch[i].Content += " (rewritten)"
+	}
+	again := mustWrite(t, s, batch...)
+	for i := range again {
+		if !again[i].CreatedAt.Equal(first[i].CreatedAt) {
+			t.Fatalf("retry moved created_at of %d: %s -> %s", i, first[i].CreatedAt, again[i].CreatedAt)
+		}
+	}
+	// A question and its answer written in one batch: the answer is found
+	// through the question.
+	mustWrite(t, s,
+		episode.Episode{Namespace: "ord2", SessionID: "c", Speaker: "Jon", Content: "What did you think of the concert?", Importance: 0.5},
+		episode.Episode{Namespace: "ord2", SessionID: "c", Speaker: "Maria", Content: "Loved it, they played for three hours.", Importance: 0.5})
+	rs, err := s.Recall(testCtx(t), recall.Query{Namespace: "ord2", Text: "What did Maria think of the concert?"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i, sc := find(rs, "Loved it, they played for three hours."); i != 0 || sc.Context <= 0 {
+		t.Fatalf("answer at %d %+v in %q", i, sc, contents(rs))
 	}
 }

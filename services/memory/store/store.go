@@ -179,25 +179,32 @@ func queueStatementTimeout(ctx context.Context, batch *pgx.Batch) bool {
 
 // writeSQL upserts a batch in key order (so concurrent overlapping batches
 // lock rows in the same order). A row written without created_at gets the
-// transaction time; a retry of it keeps the stored created_at, access count
-// and last access.
+// transaction time plus its position in the batch in microseconds, so turns
+// written together keep their order (recall's conversational context reads
+// a session in created_at order); a retry of it keeps the stored
+// created_at, access count and last access. ($12 is the batch's length:
+// times in [now, now + $12 µs) were assigned here, not given.)
 const writeSQL = `INSERT INTO episodes AS e (namespace, id, session_id, content, importance, created_at, metadata,
 	affect_valence, affect_arousal, affect_intensity, speaker)
-SELECT r.ns, r.id, r.sess, r.content, r.imp, coalesce(r.created, now()), r.meta::jsonb, r.av, r.aa, r.ai, r.speaker
+SELECT r.ns, r.id, r.sess, r.content, r.imp, coalesce(r.created, now() + (r.ord - 1) * interval '1 microsecond'),
+	r.meta::jsonb, r.av, r.aa, r.ai, r.speaker
 FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::timestamptz[], $7::text[],
-	$8::float8[], $9::float8[], $10::float8[], $11::text[]) AS r(ns, id, sess, content, imp, created, meta, av, aa, ai, speaker)
+	$8::float8[], $9::float8[], $10::float8[], $11::text[]) WITH ORDINALITY
+	AS r(ns, id, sess, content, imp, created, meta, av, aa, ai, speaker, ord)
 ORDER BY r.ns, r.id
 ON CONFLICT (namespace, id) DO UPDATE SET
 	session_id = excluded.session_id, content = excluded.content, importance = excluded.importance,
 	speaker = excluded.speaker,
-	created_at = CASE WHEN excluded.created_at = now() THEN e.created_at ELSE excluded.created_at END,
+	created_at = CASE WHEN excluded.created_at >= now() AND excluded.created_at < now() + $12::int * interval '1 microsecond'
+		THEN e.created_at ELSE excluded.created_at END,
 	metadata = excluded.metadata, affect_valence = excluded.affect_valence,
 	affect_arousal = excluded.affect_arousal, affect_intensity = excluded.affect_intensity
 RETURNING ` + episodeColumns
 
 // Write stores a batch in one transaction, all or nothing: ids are assigned
-// (UUID v4) when empty, created_at is the transaction time when zero, and an
-// existing (namespace, id) is updated in place, so retries store one copy.
+// (UUID v4) when empty, created_at is the transaction time (plus the
+// position in the batch, in µs) when zero, and an existing (namespace, id)
+// is updated in place, so retries store one copy.
 // It returns the stored episodes in input order; an id given twice in one
 // batch is stored once, from its last occurrence.
 func (s *Store) Write(ctx context.Context, eps []episode.Episode) ([]episode.Episode, error) {
@@ -295,7 +302,7 @@ func (s *Store) writeTx(ctx context.Context, nss, ids, sessions, contents []stri
 	// First, so the upsert runs under it (until the transaction ends).
 	timed := queueStatementTimeout(ctx, batch)
 	batch.Queue(lockNamespacesSQL, nss)
-	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai, speakers)
+	batch.Queue(writeSQL, nss, ids, sessions, contents, imps, created, metas, va, aa, ai, speakers, len(nss))
 	br := tx.SendBatch(ctx, batch)
 	stored := make(map[string]episode.Episode, len(nss))
 	err = func() error {

@@ -336,8 +336,9 @@ type Episode struct {
 	Content string `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
 	// Importance from 0 to 1. Unset means 0.5.
 	Importance *float64 `protobuf:"fixed64,5,opt,name=importance,proto3,oneof" json:"importance,omitempty"`
-	// When the episode happened. Server time when unset; clients may import
-	// history with earlier times.
+	// When the episode happened. Server time when unset (the episodes of one
+	// write then keep their order: each is a microsecond after the one before
+	// it); clients may import history with earlier times.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// Free-form string metadata; at most 32 entries, keys 1..64 bytes, values
 	// at most 1024 bytes (1 KiB).
