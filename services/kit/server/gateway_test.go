@@ -58,6 +58,12 @@ func TestStrictQueryParser(t *testing.T) {
 		msg.GetPageSize() != 10 || msg.GetSessionId() != "s" {
 		t.Fatalf("known parameters not bound: %v %v", msg, err)
 	}
+	// A map field (the metadata filter) binds as metadata[key]=value.
+	msg = &memoryv1.ListEpisodesRequest{}
+	if err := (&strictQueryParser{}).Parse(msg, url.Values{"metadata[user]": {"ann"}, "metadata[channel]": {"web"}}, utilities.NewDoubleArray(nil)); err != nil ||
+		msg.GetMetadata()["user"] != "ann" || msg.GetMetadata()["channel"] != "web" {
+		t.Fatalf("metadata filter not bound: %v %v", msg, err)
+	}
 }
 
 // gatewayStack is a server whose gateway serves memory's routes over a stub

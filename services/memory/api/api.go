@@ -154,6 +154,7 @@ func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memo
 	}
 	v.Text("session_id", req.GetSessionId(), 0, episode.MaxSessionBytes, false)
 	v.Text("speaker", req.GetSpeaker(), 0, episode.MaxSpeakerBytes, false)
+	checkMetadata(&v, "metadata", req.GetMetadata())
 	checkTime(&v, "created_after", req.GetCreatedAfter())
 	checkTime(&v, "created_before", req.GetCreatedBefore())
 	checkTime(&v, "as_of", req.GetAsOf())
@@ -180,6 +181,7 @@ func (s *Server) Recall(ctx context.Context, req *memoryv1.RecallRequest) (*memo
 		Text:          req.GetQuery(),
 		SessionID:     req.GetSessionId(),
 		Speaker:       req.GetSpeaker(),
+		Metadata:      req.GetMetadata(),
 		Limit:         int(req.GetLimit()),
 		CreatedAfter:  optTime(req.GetCreatedAfter()),
 		CreatedBefore: optTime(req.GetCreatedBefore()),
@@ -248,6 +250,7 @@ func (s *Server) ListEpisodes(ctx context.Context, req *memoryv1.ListEpisodesReq
 	checkNamespace(&v, "namespace", req.GetNamespace())
 	v.Text("session_id", req.GetSessionId(), 0, episode.MaxSessionBytes, false)
 	v.Text("speaker", req.GetSpeaker(), 0, episode.MaxSpeakerBytes, false)
+	checkMetadata(&v, "metadata", req.GetMetadata())
 	checkTime(&v, "created_after", req.GetCreatedAfter())
 	checkTime(&v, "created_before", req.GetCreatedBefore())
 	if n := req.GetPageSize(); n < 0 || n > episode.MaxPageSize {
@@ -261,6 +264,7 @@ func (s *Server) ListEpisodes(ctx context.Context, req *memoryv1.ListEpisodesReq
 		Namespace:     req.GetNamespace(),
 		SessionID:     req.GetSessionId(),
 		Speaker:       req.GetSpeaker(),
+		Metadata:      req.GetMetadata(),
 		CreatedAfter:  optTime(req.GetCreatedAfter()),
 		CreatedBefore: optTime(req.GetCreatedBefore()),
 		PageSize:      int(req.GetPageSize()),

@@ -105,17 +105,23 @@ func checkEpisode(v *badrequest.Violations, prefix string, ep *memoryv1.Episode)
 		checkFraction(v, prefix+".importance", ep.GetImportance())
 	}
 	checkTime(v, prefix+".created_at", ep.GetCreatedAt())
-	if n := len(ep.GetMetadata()); n > episode.MaxMetadataEntries {
-		v.Add(prefix+".metadata", "must have at most %d entries, got %d", episode.MaxMetadataEntries, n)
-	}
-	for k, val := range ep.GetMetadata() {
-		v.Text(prefix+".metadata.key", k, 1, episode.MaxMetadataKeyBytes, false)
-		v.Text(prefix+".metadata["+truncate(k)+"]", val, 0, episode.MaxMetadataValueBytes, true)
-	}
+	checkMetadata(v, prefix+".metadata", ep.GetMetadata())
 	if a := ep.GetAffect(); a != nil {
 		v.Range(prefix+".affect.valence", a.GetValence(), -1, 1)
 		checkFraction(v, prefix+".affect.arousal", a.GetArousal())
 		checkFraction(v, prefix+".affect.intensity", a.GetIntensity())
+	}
+}
+
+// checkMetadata checks a metadata map (an episode's, or a filter, which has
+// the same limits) against episode's limits.
+func checkMetadata(v *badrequest.Violations, field string, m map[string]string) {
+	if n := len(m); n > episode.MaxMetadataEntries {
+		v.Add(field, "must have at most %d entries, got %d", episode.MaxMetadataEntries, n)
+	}
+	for k, val := range m {
+		v.Text(field+".key", k, 1, episode.MaxMetadataKeyBytes, false)
+		v.Text(field+"["+truncate(k)+"]", val, 0, episode.MaxMetadataValueBytes, true)
 	}
 }
 

@@ -193,6 +193,16 @@ func TestLimitsAtMaxAndOnePast(t *testing.T) {
 		_, err := bare().Recall(context.Background(), &memoryv1.RecallRequest{Namespace: "ns", Query: "q", Speaker: strings.Repeat("s", episode.MaxSpeakerBytes+1)})
 		wantInvalid(t, err, "speaker")
 	})
+	t.Run("recall metadata filter", func(t *testing.T) {
+		_, err := bare().Recall(context.Background(), &memoryv1.RecallRequest{Namespace: "ns", Query: "q",
+			Metadata: map[string]string{strings.Repeat("k", episode.MaxMetadataKeyBytes+1): "v"}})
+		wantInvalid(t, err, "metadata.key")
+	})
+	t.Run("list metadata filter", func(t *testing.T) {
+		_, err := bare().ListEpisodes(context.Background(), &memoryv1.ListEpisodesRequest{Namespace: "ns",
+			Metadata: meta(episode.MaxMetadataEntries+1, 2, 1)})
+		wantInvalid(t, err, "metadata")
+	})
 	t.Run("list speaker", func(t *testing.T) {
 		_, err := bare().ListEpisodes(context.Background(), &memoryv1.ListEpisodesRequest{Namespace: "ns", Speaker: "\xff"})
 		wantInvalid(t, err, "speaker")

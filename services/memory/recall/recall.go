@@ -19,6 +19,7 @@ package recall
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -115,6 +116,9 @@ type Query struct {
 	SessionID string
 	// Speaker, when set, restricts recall to one speaker's episodes.
 	Speaker string
+	// Metadata, when set, keeps only episodes whose metadata holds every
+	// one of these pairs.
+	Metadata map[string]string
 	// Limit is 1..episode.MaxLimit; 0 means episode.DefaultLimit.
 	Limit int
 	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound CreatedAt.
@@ -149,7 +153,7 @@ func (q Query) Normalized() Query {
 // Filtered reports whether q restricts candidates beyond its namespace
 // (session, time range or minimum importance).
 func (q Query) Filtered() bool {
-	return q.SessionID != "" || q.Speaker != "" || q.CreatedAfter != nil || q.CreatedBefore != nil || q.MinImportance != nil
+	return q.SessionID != "" || q.Speaker != "" || len(q.Metadata) > 0 || q.CreatedAfter != nil || q.CreatedBefore != nil || q.MinImportance != nil
 }
 
 // Key is a canonical cache key of the question q asks: two queries with
@@ -194,6 +198,9 @@ func (q Query) Key() string {
 	field("session", q.SessionID)
 	if q.Speaker != "" {
 		field("speaker", q.Speaker)
+	}
+	for _, k := range slices.Sorted(maps.Keys(q.Metadata)) {
+		field("meta "+strconv.Quote(k), q.Metadata[k])
 	}
 	field("limit", strconv.Itoa(q.Limit))
 	timeField("after", q.CreatedAfter)

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,6 +22,9 @@ type ListQuery struct {
 	SessionID string
 	// Speaker, when set, lists one speaker's episodes only.
 	Speaker string
+	// Metadata, when set, lists only episodes whose metadata holds every
+	// one of these pairs.
+	Metadata map[string]string
 	// CreatedAfter and CreatedBefore bound CreatedAt, both exclusive.
 	CreatedAfter, CreatedBefore *time.Time
 	// PageSize is 1..episode.MaxPageSize; 0 means episode.DefaultPageSize.
@@ -58,6 +63,11 @@ func (q ListQuery) fingerprint() uint64 {
 	if q.Speaker != "" { // only when set: tokens issued before the filter existed stay valid
 		write("speaker")
 		write(q.Speaker)
+	}
+	for _, k := range slices.Sorted(maps.Keys(q.Metadata)) {
+		write("meta")
+		write(k)
+		write(q.Metadata[k])
 	}
 	return h.Sum64()
 }
@@ -107,6 +117,9 @@ func (s *Store) List(ctx context.Context, q ListQuery) (eps []episode.Episode, n
 	}
 	if q.Speaker != "" {
 		where += " AND e.speaker = " + a.add(q.Speaker)
+	}
+	if len(q.Metadata) > 0 {
+		where += " AND e.metadata @> " + a.add(metadataJSON(q.Metadata)) + "::jsonb"
 	}
 	if q.CreatedAfter != nil {
 		where += " AND e.created_at > " + a.add(*q.CreatedAfter)

@@ -21,7 +21,7 @@ var migrationFiles embed.FS
 
 // SchemaVersion is the schema version this binary expects: the number of
 // embedded migrations.
-const SchemaVersion int64 = 5
+const SchemaVersion int64 = 6
 
 // versionTable is tern's bookkeeping table (one row: the applied version).
 const versionTable = "public.memory_schema_version"

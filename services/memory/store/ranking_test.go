@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -218,5 +219,66 @@ func TestBatchWithoutTimesKeepsItsOrder(t *testing.T) {
 	}
 	if i, sc := find(rs, "Loved it, they played for three hours."); i != 0 || sc.Context <= 0 {
 		t.Fatalf("answer at %d %+v in %q", i, sc, contents(rs))
+	}
+}
+
+// Metadata filters keep only episodes holding every pair, on Recall (ranked,
+// context neighbours included, and substring) and on List.
+func TestMetadataFilters(t *testing.T) {
+	s, _ := newStore(t)
+	at := t0.Add(-time.Hour)
+	meta := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	eps := []episode.Episode{
+		{Namespace: "mf", SessionID: "a", Content: "Where did you park the car?", Importance: 0.5, CreatedAt: at, Metadata: meta("channel", "web", "user", "ann")},
+		{Namespace: "mf", SessionID: "a", Content: "Level three, near the lifts.", Importance: 0.5, CreatedAt: at.Add(time.Minute), Metadata: meta("channel", "mobile", "user", "ann")},
+		{Namespace: "mf", SessionID: "b", Content: "The car is in the garage", Importance: 0.5, CreatedAt: at.Add(time.Hour), Metadata: meta("channel", "web", "user", "bo")},
+	}
+	mustWrite(t, s, eps...)
+	recallWith := func(text string, mode recall.MatchMode, m map[string]string) []string {
+		t.Helper()
+		rs, err := s.Recall(testCtx(t), recall.Query{Namespace: "mf", Text: text, Mode: mode, Metadata: m, AsOf: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := contents(rs)
+		slices.Sort(got)
+		return got
+	}
+	tests := []struct {
+		name   string
+		text   string
+		mode   recall.MatchMode
+		filter map[string]string
+		want   []string
+	}{
+		{"no filter", "where is the car parked", recall.Ranked, nil, []string{"Level three, near the lifts.", "The car is in the garage", "Where did you park the car?"}},
+		{"one pair", "where is the car parked", recall.Ranked, meta("channel", "web"), []string{"The car is in the garage", "Where did you park the car?"}},
+		{"every pair must match", "where is the car parked", recall.Ranked, meta("channel", "web", "user", "ann"), []string{"Where did you park the car?"}},
+		{"a neighbour must match too", "where is the car parked", recall.Ranked, meta("channel", "mobile"), nil},
+		{"no episode holds it", "car", recall.Ranked, meta("channel", "fax"), nil},
+		{"substring", "car", recall.Substring, meta("user", "bo"), []string{"The car is in the garage"}},
+	}
+	for _, tt := range tests {
+		if got := recallWith(tt.text, tt.mode, tt.filter); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	list, _, err := s.List(testCtx(t), ListQuery{Namespace: "mf", Metadata: meta("user", "ann")})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list by metadata: %d %v", len(list), err)
+	}
+	// A page token is bound to its filter.
+	first, next, err := s.List(testCtx(t), ListQuery{Namespace: "mf", Metadata: meta("user", "ann"), PageSize: 1})
+	if err != nil || len(first) != 1 || next == "" {
+		t.Fatalf("page 1: %v %q %v", first, next, err)
+	}
+	if _, _, err := s.List(testCtx(t), ListQuery{Namespace: "mf", Metadata: meta("user", "bo"), PageToken: next}); !errors.Is(err, ErrBadPageToken) {
+		t.Fatalf("token with another filter: %v, want ErrBadPageToken", err)
 	}
 }

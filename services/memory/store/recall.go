@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -65,8 +66,9 @@ func (a *args) add(v any) string {
 
 // filterSQL appends the query's filters on the rows of alias (episodes or
 // postings, which share the column names); each value is a bind argument,
-// never SQL text. The session and speaker filters only apply to episodes
-// (postings carry neither; callers route such queries through episodes).
+// never SQL text. The session, speaker and metadata filters only apply to
+// episodes (postings carry none of them; callers route such queries through
+// episodes).
 func filterSQL(q recall.Query, a *args, alias string) string {
 	var b strings.Builder
 	if q.SessionID != "" {
@@ -74,6 +76,9 @@ func filterSQL(q recall.Query, a *args, alias string) string {
 	}
 	if q.Speaker != "" && alias != "p" {
 		b.WriteString(" AND " + alias + ".speaker = " + a.add(q.Speaker))
+	}
+	if len(q.Metadata) > 0 && alias != "p" {
+		b.WriteString(" AND " + alias + ".metadata @> " + a.add(metadataJSON(q.Metadata)) + "::jsonb")
 	}
 	if q.CreatedAfter != nil {
 		b.WriteString(" AND " + alias + ".created_at >= " + a.add(*q.CreatedAfter))
@@ -128,8 +133,8 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	switch {
 	case len(an.Terms) == 0:
 		hits = `SELECT NULL::uuid AS episode_id, 0::float8 AS rel, 0::float8 AS importance, NULL::timestamptz AS created_at WHERE false`
-	case q.SessionID != "" || q.Speaker != "":
-		// Postings know neither session nor speaker: the filtered episodes
+	case q.SessionID != "" || q.Speaker != "" || len(q.Metadata) > 0:
+		// Postings know no session, speaker or metadata: the filtered episodes
 		// that match any term, newest first, each scored from its postings.
 		tsq := a.add(recall.TSQuery(an.Terms))
 		filters := filterSQL(q, &a, "e")
@@ -159,10 +164,10 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	seeds := a.add(ContextSeeds)
 	ctxPrev, ctxNext := a.add(recall.ContextFromPrevious), a.add(recall.ContextFromNext)
 	ctxStatement := a.add(recall.ContextAfterStatement)
-	nbFilters := filterSQL(recall.Query{Speaker: q.Speaker, CreatedAfter: q.CreatedAfter, CreatedBefore: q.CreatedBefore,
-		MinImportance: q.MinImportance}, &a, "n")
+	nbFilters := filterSQL(recall.Query{Speaker: q.Speaker, Metadata: q.Metadata, CreatedAfter: q.CreatedAfter,
+		CreatedBefore: q.CreatedBefore, MinImportance: q.MinImportance}, &a, "n")
 	neighbour := func(cmp, order string) string {
-		return `SELECT e.id, e.importance, e.created_at, e.speaker FROM episodes e
+		return `SELECT e.id, e.importance, e.created_at, e.speaker, e.metadata FROM episodes e
 		WHERE e.namespace = ` + ns + ` AND e.session_id = s.session_id AND (e.created_at, e.id) ` + cmp + ` (s.created_at, s.episode_id)
 		ORDER BY e.created_at ` + order + `, e.id ` + order + ` LIMIT 1`
 	}
@@ -220,10 +225,10 @@ func rankedStatement(q recall.Query, an recall.Analysis) Statement {
 	WHERE e.session_id <> ''
 ), neighbours AS (
 	SELECT n.id AS episode_id, CASE WHEN s.question THEN s.rel ELSE ` + ctxStatement + `::float8 * s.rel END AS prev_rel,
-		0::float8 AS next_rel, n.importance, n.created_at, n.speaker
+		0::float8 AS next_rel, n.importance, n.created_at, n.speaker, n.metadata
 	FROM seeds s CROSS JOIN LATERAL (` + neighbour(">", "ASC") + `) n
 	UNION ALL
-	SELECT n.id, 0, s.rel, n.importance, n.created_at, n.speaker
+	SELECT n.id, 0, s.rel, n.importance, n.created_at, n.speaker, n.metadata
 	FROM seeds s CROSS JOIN LATERAL (` + neighbour("<", "DESC") + `) n
 ), cands AS (
 	SELECT episode_id, sum(own) AS own, sum(prev_rel) AS prev_rel, sum(next_rel) AS next_rel,
@@ -342,4 +347,10 @@ func (s *Store) Recall(ctx context.Context, q recall.Query) ([]recall.Result, er
 		return nil, fmt.Errorf("recall %q: %w", q.Namespace, err)
 	}
 	return out, nil
+}
+
+// metadataJSON is a metadata filter as the jsonb it must be contained in.
+func metadataJSON(m map[string]string) string {
+	b, _ := json.Marshal(m) // a map of strings always marshals
+	return string(b)
 }

@@ -657,7 +657,11 @@ type RecallRequest struct {
 	// unset means 7 days.
 	RecencyHalfLife *durationpb.Duration `protobuf:"bytes,11,opt,name=recency_half_life,json=recencyHalfLife,proto3" json:"recency_half_life,omitempty"`
 	// When set, only episodes of this speaker (exact match, at most 128 bytes).
-	Speaker       string `protobuf:"bytes,12,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	Speaker string `protobuf:"bytes,12,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	// When set, only episodes whose metadata holds every one of these
+	// key/value pairs (exact match); the limits of Episode.metadata apply: at
+	// most 32 entries, keys 1..64 bytes, values at most 1024 bytes.
+	Metadata      map[string]string `protobuf:"bytes,13,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,6 +778,13 @@ func (x *RecallRequest) GetSpeaker() string {
 		return x.Speaker
 	}
 	return ""
+}
+
+func (x *RecallRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 // RecallScores explains a ranked score. Each part is 0..1.
@@ -1257,7 +1268,11 @@ type ListEpisodesRequest struct {
 	// False (default): oldest first. True: newest first.
 	Descending bool `protobuf:"varint,7,opt,name=descending,proto3" json:"descending,omitempty"`
 	// When set, only episodes of this speaker (exact match, at most 128 bytes).
-	Speaker       string `protobuf:"bytes,8,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	Speaker string `protobuf:"bytes,8,opt,name=speaker,proto3" json:"speaker,omitempty"`
+	// When set, only episodes whose metadata holds every one of these
+	// key/value pairs (exact match); the limits of Episode.metadata apply: at
+	// most 32 entries, keys 1..64 bytes, values at most 1024 bytes.
+	Metadata      map[string]string `protobuf:"bytes,9,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1346,6 +1361,13 @@ func (x *ListEpisodesRequest) GetSpeaker() string {
 		return x.Speaker
 	}
 	return ""
+}
+
+func (x *ListEpisodesRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 // ListEpisodesResponse is one page.
@@ -2515,7 +2537,7 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\n" +
 	"importance\x18\x02 \x01(\x01R\n" +
 	"importance\x12\x18\n" +
-	"\arecency\x18\x03 \x01(\x01R\arecency\"\xb9\x04\n" +
+	"\arecency\x18\x03 \x01(\x01R\arecency\"\xc0\x05\n" +
 	"\rRecallRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x14\n" +
@@ -2530,7 +2552,11 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\aweights\x18\n" +
 	" \x01(\v2\x1e.brain.memory.v1.RecallWeightsR\aweights\x12E\n" +
 	"\x11recency_half_life\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0frecencyHalfLife\x12\x18\n" +
-	"\aspeaker\x18\f \x01(\tR\aspeakerB\x11\n" +
+	"\aspeaker\x18\f \x01(\tR\aspeaker\x12H\n" +
+	"\bmetadata\x18\r \x03(\v2,.brain.memory.v1.RecallRequest.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x11\n" +
 	"\x0f_min_importance\"\xad\x02\n" +
 	"\fRecallScores\x12\x1c\n" +
 	"\trelevance\x18\x01 \x01(\x01R\trelevance\x12\x1e\n" +
@@ -2567,7 +2593,7 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"H\n" +
 	"\x12GetEpisodeResponse\x122\n" +
-	"\aepisode\x18\x01 \x01(\v2\x18.brain.memory.v1.EpisodeR\aepisode\"\xcc\x02\n" +
+	"\aepisode\x18\x01 \x01(\v2\x18.brain.memory.v1.EpisodeR\aepisode\"\xd9\x03\n" +
 	"\x13ListEpisodesRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x1d\n" +
 	"\n" +
@@ -2580,7 +2606,11 @@ const file_brain_memory_v1_memory_proto_rawDesc = "" +
 	"\n" +
 	"descending\x18\a \x01(\bR\n" +
 	"descending\x12\x18\n" +
-	"\aspeaker\x18\b \x01(\tR\aspeaker\"t\n" +
+	"\aspeaker\x18\b \x01(\tR\aspeaker\x12N\n" +
+	"\bmetadata\x18\t \x03(\v22.brain.memory.v1.ListEpisodesRequest.MetadataEntryR\bmetadata\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"t\n" +
 	"\x14ListEpisodesResponse\x124\n" +
 	"\bepisodes\x18\x01 \x03(\v2\x18.brain.memory.v1.EpisodeR\bepisodes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x82\x01\n" +
@@ -2705,7 +2735,7 @@ func file_brain_memory_v1_memory_proto_rawDescGZIP() []byte {
 }
 
 var file_brain_memory_v1_memory_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_brain_memory_v1_memory_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_brain_memory_v1_memory_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_brain_memory_v1_memory_proto_goTypes = []any{
 	(MatchMode)(0),                     // 0: brain.memory.v1.MatchMode
 	(RecallSource)(0),                  // 1: brain.memory.v1.RecallSource
@@ -2743,71 +2773,75 @@ var file_brain_memory_v1_memory_proto_goTypes = []any{
 	(*ClearWorkingMemoryRequest)(nil),  // 33: brain.memory.v1.ClearWorkingMemoryRequest
 	(*ClearWorkingMemoryResponse)(nil), // 34: brain.memory.v1.ClearWorkingMemoryResponse
 	nil,                                // 35: brain.memory.v1.Episode.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 37: google.protobuf.Duration
+	nil,                                // 36: brain.memory.v1.RecallRequest.MetadataEntry
+	nil,                                // 37: brain.memory.v1.ListEpisodesRequest.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
 }
 var file_brain_memory_v1_memory_proto_depIdxs = []int32{
-	36, // 0: brain.memory.v1.Episode.created_at:type_name -> google.protobuf.Timestamp
+	38, // 0: brain.memory.v1.Episode.created_at:type_name -> google.protobuf.Timestamp
 	35, // 1: brain.memory.v1.Episode.metadata:type_name -> brain.memory.v1.Episode.MetadataEntry
 	4,  // 2: brain.memory.v1.Episode.affect:type_name -> brain.memory.v1.Affect
-	36, // 3: brain.memory.v1.Episode.last_accessed_at:type_name -> google.protobuf.Timestamp
+	38, // 3: brain.memory.v1.Episode.last_accessed_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: brain.memory.v1.WriteEpisodesRequest.episodes:type_name -> brain.memory.v1.Episode
 	5,  // 5: brain.memory.v1.WriteEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
-	36, // 6: brain.memory.v1.RecallRequest.created_after:type_name -> google.protobuf.Timestamp
-	36, // 7: brain.memory.v1.RecallRequest.created_before:type_name -> google.protobuf.Timestamp
+	38, // 6: brain.memory.v1.RecallRequest.created_after:type_name -> google.protobuf.Timestamp
+	38, // 7: brain.memory.v1.RecallRequest.created_before:type_name -> google.protobuf.Timestamp
 	0,  // 8: brain.memory.v1.RecallRequest.match:type_name -> brain.memory.v1.MatchMode
-	36, // 9: brain.memory.v1.RecallRequest.as_of:type_name -> google.protobuf.Timestamp
+	38, // 9: brain.memory.v1.RecallRequest.as_of:type_name -> google.protobuf.Timestamp
 	8,  // 10: brain.memory.v1.RecallRequest.weights:type_name -> brain.memory.v1.RecallWeights
-	37, // 11: brain.memory.v1.RecallRequest.recency_half_life:type_name -> google.protobuf.Duration
-	11, // 12: brain.memory.v1.RecallScores.contributions:type_name -> brain.memory.v1.RecallContributions
-	5,  // 13: brain.memory.v1.RecalledEpisode.episode:type_name -> brain.memory.v1.Episode
-	10, // 14: brain.memory.v1.RecalledEpisode.scores:type_name -> brain.memory.v1.RecallScores
-	12, // 15: brain.memory.v1.RecallResponse.episodes:type_name -> brain.memory.v1.RecalledEpisode
-	1,  // 16: brain.memory.v1.RecallResponse.source:type_name -> brain.memory.v1.RecallSource
-	37, // 17: brain.memory.v1.RecallResponse.cache_age:type_name -> google.protobuf.Duration
-	36, // 18: brain.memory.v1.RecallResponse.as_of:type_name -> google.protobuf.Timestamp
-	5,  // 19: brain.memory.v1.GetEpisodeResponse.episode:type_name -> brain.memory.v1.Episode
-	36, // 20: brain.memory.v1.ListEpisodesRequest.created_after:type_name -> google.protobuf.Timestamp
-	36, // 21: brain.memory.v1.ListEpisodesRequest.created_before:type_name -> google.protobuf.Timestamp
-	5,  // 22: brain.memory.v1.ListEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
-	36, // 23: brain.memory.v1.RecordAccessRequest.accessed_at:type_name -> google.protobuf.Timestamp
-	25, // 24: brain.memory.v1.GetStatsResponse.pool:type_name -> brain.memory.v1.PoolStats
-	2,  // 25: brain.memory.v1.GetStatsResponse.breaker:type_name -> brain.memory.v1.BreakerState
-	3,  // 26: brain.memory.v1.WorkingMemoryItem.origin:type_name -> brain.memory.v1.Origin
-	36, // 27: brain.memory.v1.WorkingMemoryItem.added_at:type_name -> google.protobuf.Timestamp
-	36, // 28: brain.memory.v1.WorkingMemoryItem.last_attended_at:type_name -> google.protobuf.Timestamp
-	27, // 29: brain.memory.v1.WorkingMemory.items:type_name -> brain.memory.v1.WorkingMemoryItem
-	36, // 30: brain.memory.v1.WorkingMemory.updated_at:type_name -> google.protobuf.Timestamp
-	28, // 31: brain.memory.v1.GetWorkingMemoryResponse.working_memory:type_name -> brain.memory.v1.WorkingMemory
-	27, // 32: brain.memory.v1.PutWorkingMemoryRequest.items:type_name -> brain.memory.v1.WorkingMemoryItem
-	28, // 33: brain.memory.v1.PutWorkingMemoryResponse.working_memory:type_name -> brain.memory.v1.WorkingMemory
-	6,  // 34: brain.memory.v1.MemoryService.WriteEpisodes:input_type -> brain.memory.v1.WriteEpisodesRequest
-	9,  // 35: brain.memory.v1.MemoryService.Recall:input_type -> brain.memory.v1.RecallRequest
-	14, // 36: brain.memory.v1.MemoryService.GetEpisode:input_type -> brain.memory.v1.GetEpisodeRequest
-	16, // 37: brain.memory.v1.MemoryService.ListEpisodes:input_type -> brain.memory.v1.ListEpisodesRequest
-	18, // 38: brain.memory.v1.MemoryService.RecordAccess:input_type -> brain.memory.v1.RecordAccessRequest
-	20, // 39: brain.memory.v1.MemoryService.DeleteEpisode:input_type -> brain.memory.v1.DeleteEpisodeRequest
-	22, // 40: brain.memory.v1.MemoryService.DeleteNamespace:input_type -> brain.memory.v1.DeleteNamespaceRequest
-	24, // 41: brain.memory.v1.MemoryService.GetStats:input_type -> brain.memory.v1.GetStatsRequest
-	29, // 42: brain.memory.v1.MemoryService.GetWorkingMemory:input_type -> brain.memory.v1.GetWorkingMemoryRequest
-	31, // 43: brain.memory.v1.MemoryService.PutWorkingMemory:input_type -> brain.memory.v1.PutWorkingMemoryRequest
-	33, // 44: brain.memory.v1.MemoryService.ClearWorkingMemory:input_type -> brain.memory.v1.ClearWorkingMemoryRequest
-	7,  // 45: brain.memory.v1.MemoryService.WriteEpisodes:output_type -> brain.memory.v1.WriteEpisodesResponse
-	13, // 46: brain.memory.v1.MemoryService.Recall:output_type -> brain.memory.v1.RecallResponse
-	15, // 47: brain.memory.v1.MemoryService.GetEpisode:output_type -> brain.memory.v1.GetEpisodeResponse
-	17, // 48: brain.memory.v1.MemoryService.ListEpisodes:output_type -> brain.memory.v1.ListEpisodesResponse
-	19, // 49: brain.memory.v1.MemoryService.RecordAccess:output_type -> brain.memory.v1.RecordAccessResponse
-	21, // 50: brain.memory.v1.MemoryService.DeleteEpisode:output_type -> brain.memory.v1.DeleteEpisodeResponse
-	23, // 51: brain.memory.v1.MemoryService.DeleteNamespace:output_type -> brain.memory.v1.DeleteNamespaceResponse
-	26, // 52: brain.memory.v1.MemoryService.GetStats:output_type -> brain.memory.v1.GetStatsResponse
-	30, // 53: brain.memory.v1.MemoryService.GetWorkingMemory:output_type -> brain.memory.v1.GetWorkingMemoryResponse
-	32, // 54: brain.memory.v1.MemoryService.PutWorkingMemory:output_type -> brain.memory.v1.PutWorkingMemoryResponse
-	34, // 55: brain.memory.v1.MemoryService.ClearWorkingMemory:output_type -> brain.memory.v1.ClearWorkingMemoryResponse
-	45, // [45:56] is the sub-list for method output_type
-	34, // [34:45] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	39, // 11: brain.memory.v1.RecallRequest.recency_half_life:type_name -> google.protobuf.Duration
+	36, // 12: brain.memory.v1.RecallRequest.metadata:type_name -> brain.memory.v1.RecallRequest.MetadataEntry
+	11, // 13: brain.memory.v1.RecallScores.contributions:type_name -> brain.memory.v1.RecallContributions
+	5,  // 14: brain.memory.v1.RecalledEpisode.episode:type_name -> brain.memory.v1.Episode
+	10, // 15: brain.memory.v1.RecalledEpisode.scores:type_name -> brain.memory.v1.RecallScores
+	12, // 16: brain.memory.v1.RecallResponse.episodes:type_name -> brain.memory.v1.RecalledEpisode
+	1,  // 17: brain.memory.v1.RecallResponse.source:type_name -> brain.memory.v1.RecallSource
+	39, // 18: brain.memory.v1.RecallResponse.cache_age:type_name -> google.protobuf.Duration
+	38, // 19: brain.memory.v1.RecallResponse.as_of:type_name -> google.protobuf.Timestamp
+	5,  // 20: brain.memory.v1.GetEpisodeResponse.episode:type_name -> brain.memory.v1.Episode
+	38, // 21: brain.memory.v1.ListEpisodesRequest.created_after:type_name -> google.protobuf.Timestamp
+	38, // 22: brain.memory.v1.ListEpisodesRequest.created_before:type_name -> google.protobuf.Timestamp
+	37, // 23: brain.memory.v1.ListEpisodesRequest.metadata:type_name -> brain.memory.v1.ListEpisodesRequest.MetadataEntry
+	5,  // 24: brain.memory.v1.ListEpisodesResponse.episodes:type_name -> brain.memory.v1.Episode
+	38, // 25: brain.memory.v1.RecordAccessRequest.accessed_at:type_name -> google.protobuf.Timestamp
+	25, // 26: brain.memory.v1.GetStatsResponse.pool:type_name -> brain.memory.v1.PoolStats
+	2,  // 27: brain.memory.v1.GetStatsResponse.breaker:type_name -> brain.memory.v1.BreakerState
+	3,  // 28: brain.memory.v1.WorkingMemoryItem.origin:type_name -> brain.memory.v1.Origin
+	38, // 29: brain.memory.v1.WorkingMemoryItem.added_at:type_name -> google.protobuf.Timestamp
+	38, // 30: brain.memory.v1.WorkingMemoryItem.last_attended_at:type_name -> google.protobuf.Timestamp
+	27, // 31: brain.memory.v1.WorkingMemory.items:type_name -> brain.memory.v1.WorkingMemoryItem
+	38, // 32: brain.memory.v1.WorkingMemory.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 33: brain.memory.v1.GetWorkingMemoryResponse.working_memory:type_name -> brain.memory.v1.WorkingMemory
+	27, // 34: brain.memory.v1.PutWorkingMemoryRequest.items:type_name -> brain.memory.v1.WorkingMemoryItem
+	28, // 35: brain.memory.v1.PutWorkingMemoryResponse.working_memory:type_name -> brain.memory.v1.WorkingMemory
+	6,  // 36: brain.memory.v1.MemoryService.WriteEpisodes:input_type -> brain.memory.v1.WriteEpisodesRequest
+	9,  // 37: brain.memory.v1.MemoryService.Recall:input_type -> brain.memory.v1.RecallRequest
+	14, // 38: brain.memory.v1.MemoryService.GetEpisode:input_type -> brain.memory.v1.GetEpisodeRequest
+	16, // 39: brain.memory.v1.MemoryService.ListEpisodes:input_type -> brain.memory.v1.ListEpisodesRequest
+	18, // 40: brain.memory.v1.MemoryService.RecordAccess:input_type -> brain.memory.v1.RecordAccessRequest
+	20, // 41: brain.memory.v1.MemoryService.DeleteEpisode:input_type -> brain.memory.v1.DeleteEpisodeRequest
+	22, // 42: brain.memory.v1.MemoryService.DeleteNamespace:input_type -> brain.memory.v1.DeleteNamespaceRequest
+	24, // 43: brain.memory.v1.MemoryService.GetStats:input_type -> brain.memory.v1.GetStatsRequest
+	29, // 44: brain.memory.v1.MemoryService.GetWorkingMemory:input_type -> brain.memory.v1.GetWorkingMemoryRequest
+	31, // 45: brain.memory.v1.MemoryService.PutWorkingMemory:input_type -> brain.memory.v1.PutWorkingMemoryRequest
+	33, // 46: brain.memory.v1.MemoryService.ClearWorkingMemory:input_type -> brain.memory.v1.ClearWorkingMemoryRequest
+	7,  // 47: brain.memory.v1.MemoryService.WriteEpisodes:output_type -> brain.memory.v1.WriteEpisodesResponse
+	13, // 48: brain.memory.v1.MemoryService.Recall:output_type -> brain.memory.v1.RecallResponse
+	15, // 49: brain.memory.v1.MemoryService.GetEpisode:output_type -> brain.memory.v1.GetEpisodeResponse
+	17, // 50: brain.memory.v1.MemoryService.ListEpisodes:output_type -> brain.memory.v1.ListEpisodesResponse
+	19, // 51: brain.memory.v1.MemoryService.RecordAccess:output_type -> brain.memory.v1.RecordAccessResponse
+	21, // 52: brain.memory.v1.MemoryService.DeleteEpisode:output_type -> brain.memory.v1.DeleteEpisodeResponse
+	23, // 53: brain.memory.v1.MemoryService.DeleteNamespace:output_type -> brain.memory.v1.DeleteNamespaceResponse
+	26, // 54: brain.memory.v1.MemoryService.GetStats:output_type -> brain.memory.v1.GetStatsResponse
+	30, // 55: brain.memory.v1.MemoryService.GetWorkingMemory:output_type -> brain.memory.v1.GetWorkingMemoryResponse
+	32, // 56: brain.memory.v1.MemoryService.PutWorkingMemory:output_type -> brain.memory.v1.PutWorkingMemoryResponse
+	34, // 57: brain.memory.v1.MemoryService.ClearWorkingMemory:output_type -> brain.memory.v1.ClearWorkingMemoryResponse
+	47, // [47:58] is the sub-list for method output_type
+	36, // [36:47] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_brain_memory_v1_memory_proto_init() }
@@ -2823,7 +2857,7 @@ func file_brain_memory_v1_memory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_brain_memory_v1_memory_proto_rawDesc), len(file_brain_memory_v1_memory_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
