@@ -344,3 +344,33 @@ func runHealthCmd(t *testing.T, p *stack.Process, service string) error {
 	}
 	return nil
 }
+
+// startRestartable starts memory on addresses fixed up front (so a test can
+// kill it and start it again there, with the returned config) over the
+// database at dbURL, and an orchestrator in front of it; both are serving
+// when it returns.
+func startRestartable(t *testing.T, dbURL string) (memCfg stack.MemoryConfig, mem *stack.Process,
+	memClient memoryv1.MemoryServiceClient, orch *stack.Process, orchConn *grpc.ClientConn, oc orchestratorv1.OrchestratorServiceClient) {
+	t.Helper()
+	memCfg = stack.MemoryConfig{Postgres: stack.Postgres{URL: dbURL}}
+	var err error
+	if memCfg.GRPCAddr, err = stack.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	if memCfg.HTTPAddr, err = stack.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	mem = stack.StartMemory(t, bins.Memory, memCfg)
+	if _, err := stack.WaitListening(mem.GRPCAddr, mem.Started, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	memClient = memoryv1.NewMemoryServiceClient(stack.Dial(t, mem.GRPCAddr))
+	stack.MustWaitHealth(t, stack.Dial(t, mem.GRPCAddr), "postgres", stack.Serving, mem.Started, 5*time.Second)
+	orch = stack.StartOrchestrator(t, bins.Orchestrator, stack.OrchestratorConfig{MemoryAddr: mem.GRPCAddr})
+	if _, err := stack.WaitListening(orch.GRPCAddr, orch.Started, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	orchConn = stack.Dial(t, orch.GRPCAddr)
+	stack.MustWaitHealth(t, orchConn, "memory/postgres", stack.Serving, orch.Started, 5*time.Second)
+	return memCfg, mem, memClient, orch, orchConn, orchestratorv1.NewOrchestratorServiceClient(orchConn)
+}

@@ -26,27 +26,7 @@ import (
 // memory returns the next turn continues from the last stored buffer.
 func TestWorkingMemoryAcrossSessionTurns(t *testing.T) {
 	skipShort(t)
-	memCfg := stack.MemoryConfig{Postgres: stack.Postgres{URL: pgtest.NewDatabase(t)}}
-	var err error
-	if memCfg.GRPCAddr, err = stack.FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	if memCfg.HTTPAddr, err = stack.FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	mem := stack.StartMemory(t, bins.Memory, memCfg)
-	if _, err := stack.WaitListening(mem.GRPCAddr, mem.Started, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	memClient := memoryv1.NewMemoryServiceClient(stack.Dial(t, mem.GRPCAddr))
-	stack.MustWaitHealth(t, stack.Dial(t, mem.GRPCAddr), "postgres", stack.Serving, mem.Started, 5*time.Second)
-	orch := stack.StartOrchestrator(t, bins.Orchestrator, stack.OrchestratorConfig{MemoryAddr: mem.GRPCAddr})
-	if _, err := stack.WaitListening(orch.GRPCAddr, orch.Started, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	orchConn := stack.Dial(t, orch.GRPCAddr)
-	stack.MustWaitHealth(t, orchConn, "memory/postgres", stack.Serving, orch.Started, 5*time.Second)
-	oc := orchestratorv1.NewOrchestratorServiceClient(orchConn)
+	memCfg, mem, memClient, orch, orchConn, oc := startRestartable(t, pgtest.NewDatabase(t))
 
 	ns := namespace("wm")
 	words := []string{"piano", "volcano", "glacier", "lantern", "saxophone", "cactus", "harbor", "meteor"}
