@@ -30,22 +30,7 @@ type storeStack struct {
 func startStoreStack(t *testing.T) *storeStack {
 	t.Helper()
 	dbURL := pgtest.NewDatabase(t)
-	s := &sharedStack{}
-	s.mem = stack.StartMemory(t, bins.Memory, stack.MemoryConfig{Postgres: stack.Postgres{URL: dbURL}})
-	if _, err := stack.WaitListening(s.mem.GRPCAddr, s.mem.Started, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	s.memConn = stack.Dial(t, s.mem.GRPCAddr)
-	stack.MustWaitHealth(t, s.memConn, "postgres", stack.Serving, s.mem.Started, 5*time.Second)
-	s.orch = stack.StartOrchestrator(t, bins.Orchestrator, stack.OrchestratorConfig{MemoryAddr: s.mem.GRPCAddr})
-	if _, err := stack.WaitListening(s.orch.GRPCAddr, s.orch.Started, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	s.orchConn = stack.Dial(t, s.orch.GRPCAddr)
-	stack.MustWaitHealth(t, s.orchConn, "memory/postgres", stack.Serving, s.orch.Started, 5*time.Second)
-	s.memory = memoryv1.NewMemoryServiceClient(s.memConn)
-	s.memHTTP, s.orchHTTP = "http://"+s.mem.HTTPAddr, "http://"+s.orch.HTTPAddr
-	return &storeStack{sharedStack: s, dbURL: dbURL}
+	return &storeStack{sharedStack: startStackOn(t, dbURL, false), dbURL: dbURL}
 }
 
 // TestHardeningStore covers the store's limits, id spellings, blank text

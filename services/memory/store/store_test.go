@@ -30,7 +30,9 @@ func testCtx(t testing.TB) context.Context {
 }
 
 // newStore returns a Store over a fresh, migrated database.
-func newStore(t testing.TB) (*Store, *pgxpool.Pool) {
+// migratedDatabase is a new database of the test cluster with the schema
+// applied; it returns its URL.
+func migratedDatabase(t testing.TB) string {
 	t.Helper()
 	ctx := testCtx(t)
 	url := pgtest.NewDatabase(t)
@@ -38,11 +40,17 @@ func newStore(t testing.TB) (*Store, *pgxpool.Pool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer conn.Close(ctx)
 	if err := Migrate(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	conn.Close(ctx)
-	pool, err := pgxpool.New(ctx, url)
+	return url
+}
+
+func newStore(t testing.TB) (*Store, *pgxpool.Pool) {
+	t.Helper()
+	ctx := testCtx(t)
+	pool, err := pgxpool.New(ctx, migratedDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/brainhq/brain/services/kit/pgtest"
 	"github.com/brainhq/brain/services/memory/episode"
 )
 
@@ -225,15 +224,7 @@ func (p *holdProxy) serve(client net.Conn) {
 // PostgreSQL did commit it).
 func TestWriteOutcome(t *testing.T) {
 	ctx := testCtx(t)
-	url := pgtest.NewDatabase(t)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Migrate(ctx, conn); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
+	url := migratedDatabase(t)
 	direct, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
